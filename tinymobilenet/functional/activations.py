@@ -1,0 +1,96 @@
+"""Element-wise activations and their derivatives.
+
+Each ``*_forward(x)`` returns ``(out, cache)``; each ``*_backward(dout, cache)`` returns dx.
+All of them keep the input dtype (float32 in, float32 out).
+
+Kinks: ReLU at 0, ReLU6 at 0 and 6, hard-sigmoid and hard-swish at -3 and +3.  At a kink
+we use the derivative of the right-hand piece's interior convention that PyTorch uses
+(the gradient is 0 exactly at the clip points, except hard-swish which takes the middle
+piece at x = -3 and the linear piece at x = 3).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "relu_forward", "relu_backward",
+    "relu6_forward", "relu6_backward",
+    "sigmoid_forward", "sigmoid_backward",
+    "hardsigmoid_forward", "hardsigmoid_backward",
+    "hardswish_forward", "hardswish_backward",
+    "silu_forward", "silu_backward",
+    "sigmoid",
+]
+
+
+def sigmoid(x):
+    """Numerically stable logistic function 1 / (1 + exp(-x)), dtype preserved."""
+    # exp of a non-positive number never overflows: use exp(-|x|) for both signs.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+
+def relu_forward(x):
+    """max(x, 0)."""
+    return np.maximum(x, 0), x
+
+
+def relu_backward(dout, cache):
+    x = cache
+    return dout * (x > 0)
+
+
+def relu6_forward(x):
+    """min(max(x, 0), 6): ReLU capped at 6, robust in low precision (MobileNetV1/V2)."""
+    return np.clip(x, 0, 6), x
+
+
+def relu6_backward(dout, cache):
+    x = cache
+    return dout * ((x > 0) & (x < 6))
+
+
+def sigmoid_forward(x):
+    out = sigmoid(x)
+    return out, out
+
+
+def sigmoid_backward(dout, cache):
+    s = cache
+    return dout * s * (1 - s)
+
+
+def hardsigmoid_forward(x):
+    """relu6(x + 3) / 6: a piecewise-linear sigmoid, cheap on mobile hardware (MobileNetV3)."""
+    out = np.clip(x + 3, 0, 6) / 6
+    return out.astype(x.dtype, copy=False), x
+
+
+def hardsigmoid_backward(dout, cache):
+    x = cache
+    return dout * ((x > -3) & (x < 3)) / 6
+
+
+def hardswish_forward(x):
+    """x * relu6(x + 3) / 6: the piecewise swish of MobileNetV3."""
+    out = x * np.clip(x + 3, 0, 6) / 6
+    return out.astype(x.dtype, copy=False), x
+
+
+def hardswish_backward(dout, cache):
+    x = cache
+    # d/dx [x (x + 3) / 6] = (2x + 3) / 6 in the middle, 0 below -3, 1 above 3
+    grad = np.where(x < -3, 0, np.where(x <= 3, (2 * x + 3) / 6, 1)).astype(dout.dtype, copy=False)
+    return dout * grad
+
+
+def silu_forward(x):
+    """x * sigmoid(x) (swish with beta = 1), EfficientNet's activation."""
+    s = sigmoid(x)
+    return x * s, (x, s)
+
+
+def silu_backward(dout, cache):
+    x, s = cache
+    return dout * (s * (1 + x * (1 - s)))

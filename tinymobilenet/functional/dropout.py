@@ -1,0 +1,26 @@
+"""Inverted dropout: scale by 1/(1-p) while training so eval mode needs no rescaling."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["dropout_forward", "dropout_backward"]
+
+
+def dropout_forward(x, p, training, rng):
+    """Zero each element with probability ``p`` (training only) and scale the rest by 1/(1-p).
+
+    x: any shape; ``rng`` is a ``numpy.random.Generator`` (seeded, for reproducibility).
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    if not training or p == 0.0:
+        return x, None
+    mask = (rng.random(x.shape, dtype=np.float64) >= p).astype(x.dtype)
+    mask /= 1.0 - p
+    return x * mask, mask
+
+
+def dropout_backward(dout, cache):
+    mask = cache
+    return dout if mask is None else dout * mask

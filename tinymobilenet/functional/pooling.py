@@ -1,0 +1,26 @@
+"""Pooling over the spatial axes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["global_avg_pool_forward", "global_avg_pool_backward"]
+
+
+def global_avg_pool_forward(x, keepdims=False):
+    """Mean over H and W.
+
+    x: (N, C, H, W) -> out: (N, C) or, with ``keepdims``, (N, C, 1, 1)
+    """
+    if x.ndim != 4:
+        raise ValueError(f"global_avg_pool: expected input (N, C, H, W), got shape {x.shape}")
+    out = x.mean(axis=(2, 3), keepdims=keepdims)
+    return out, (x.shape, keepdims)
+
+
+def global_avg_pool_backward(dout, cache):
+    """Each of the H*W inputs of a channel receives 1/(H*W) of its gradient."""
+    x_shape, keepdims = cache
+    N, C, H, W = x_shape
+    d = dout.reshape(N, C, 1, 1) / (H * W)
+    return np.broadcast_to(d, x_shape).astype(dout.dtype, copy=True)

@@ -1,0 +1,252 @@
+"""Numerical gradient checking: is a hand-written backward pass right?
+
+The test is the one CS231n and Chainer use. Pick a *random* upstream gradient G shaped
+like the output and look at the scalar ``L(x) = sum(f(x) * G)``. Its exact gradient is
+what ``backward(G)`` returns; its numerical gradient is the central difference::
+
+    dL/dx_i  ~  (L(x + h e_i) - L(x - h e_i)) / (2h)        error O(h^2)
+
+Why float64: the difference of two nearly equal numbers loses about log10(|L|/h) digits;
+float32's 7 digits leave almost nothing, float64's 16 leave ~10.
+
+Why a random G and not all ones: with G = 1 some bugs cancel exactly. BatchNorm's dx,
+for instance, is identically zero for G = 1 (the mean of the output does not depend on x),
+so a backward that forgot the mean/variance terms would pass.
+
+Each element's relative error is ``|a - n| / max(|a| + |n|, floor)`` with the floor 1e-3
+times the largest ``|a| + |n|`` in that array, so entries that are zero up to round-off are
+judged against the array's scale rather than against themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["numerical_gradient", "relative_error", "GradcheckResult", "check_module",
+           "check_function", "kink_distance", "dodge_kinks", "randomize_batchnorm"]
+
+
+def numerical_gradient(f, x, h=1e-5, indices=None, G=None):
+    """Central-difference gradient of ``L = f()`` (or, with ``G``, ``L = sum(f() * G)``)
+    with respect to the array ``x``.
+
+    ``x`` is perturbed *in place* (and restored), so ``f`` must read it. With ``G`` the
+    two outputs are subtracted element-wise before the weighted sum,
+    ``sum((f(x+h) - f(x-h)) * G) / 2h``: the same number mathematically, but the large
+    equal parts cancel before rounding, which keeps ~30x more digits than differencing
+    two large sums. With ``indices`` (flat indices) only those entries are computed; the
+    rest stay NaN.
+    """
+    if not x.flags.c_contiguous:
+        raise ValueError("numerical_gradient needs a C-contiguous array it can perturb in place")
+    grad = np.full(x.shape, np.nan) if indices is not None else np.zeros(x.shape)
+    flat_x = x.reshape(-1)            # a view: writing it perturbs x
+    flat_g = grad.reshape(-1)
+    for i in (range(x.size) if indices is None else indices):
+        old = flat_x[i]
+        flat_x[i] = old + h
+        fp = np.array(f(), dtype=np.float64, copy=True)
+        flat_x[i] = old - h
+        fm = np.array(f(), dtype=np.float64, copy=True)
+        flat_x[i] = old
+        diff = fp - fm
+        flat_g[i] = (np.sum(diff * G) if G is not None else float(diff)) / (2 * h)
+    return grad
+
+
+def relative_error(analytic, numeric):
+    """Element-wise relative error (see the module docstring) and the flat index of the
+    worst element: ``(worst_error, index)``. NaN entries of ``numeric`` are skipped."""
+    a = np.asarray(analytic, dtype=np.float64).reshape(-1)
+    n = np.asarray(numeric, dtype=np.float64).reshape(-1)
+    ok = ~np.isnan(n)
+    if not ok.any():
+        return 0.0, None
+    a, n, idx = a[ok], n[ok], np.flatnonzero(ok)
+    mag = np.abs(a) + np.abs(n)
+    floor = max(1e-3 * mag.max(), 1e-300)
+    err = np.abs(a - n) / np.maximum(mag, floor)
+    k = int(np.argmax(err))
+    return float(err[k]), int(idx[k])
+
+
+@dataclass
+class GradcheckResult:
+    """Outcome of a gradient check. ``bool(result)`` is ``result.ok``."""
+
+    ok: bool
+    worst_error: float
+    worst_name: str
+    worst_index: tuple | None
+    errors: dict = field(default_factory=dict)      # name -> worst relative error
+    tol: float = 1e-6
+
+    def __bool__(self):
+        return self.ok
+
+    def __str__(self):
+        verdict = "PASS" if self.ok else "FAIL"
+        per = ", ".join(f"{k}: {v:.1e}" for k, v in self.errors.items())
+        return (f"gradcheck {verdict}: worst relative error {self.worst_error:.2e} "
+                f"(tolerance {self.tol:.0e}) in {self.worst_name}{list(self.worst_index or [])}"
+                f"  [{per}]")
+
+
+def _pick_indices(size, max_elements, rng):
+    if max_elements is None or size <= max_elements:
+        return None
+    return np.sort(rng.choice(size, max_elements, replace=False))
+
+
+def _summarise(pairs, tol):
+    errors, worst = {}, (0.0, "-", None)
+    for name, analytic, numeric in pairs:
+        err, flat = relative_error(analytic, numeric)
+        errors[name] = err
+        if err >= worst[0]:
+            where = None if flat is None else tuple(int(i) for i in np.unravel_index(flat, np.shape(analytic)))
+            worst = (err, name, where)
+    return GradcheckResult(ok=bool(worst[0] <= tol), worst_error=worst[0], worst_name=worst[1],
+                           worst_index=worst[2], errors=errors, tol=tol)
+
+
+def _rng_states(module):
+    """Snapshot every random generator a module holds (dropout, stochastic depth)."""
+    gens = [m.rng for m in module.modules() if isinstance(getattr(m, "rng", None), np.random.Generator)]
+    return [(g, g.bit_generator.state) for g in gens]
+
+
+def check_module(module, x, *, seed=0, h=1e-5, tol=1e-6, check_params=True,
+                 max_elements=None):
+    """Gradient-check ``module.backward`` against central differences, for dx and every
+    parameter.
+
+    module: a :class:`tinymobilenet.nn.Module` in float64 (``module.to(np.float64)``)
+    x:      float64 input array
+    max_elements: check at most this many randomly chosen entries per array (for models)
+
+    The module's random generators are reset before every forward so dropout masks stay
+    fixed, and its parameters and buffers (BN running statistics) are restored at the end.
+    Returns a :class:`GradcheckResult`; ``print(result)`` shows the worst error and where.
+    """
+    params = list(module.named_parameters())
+    for name, p in params:
+        if p.data.dtype != np.float64:
+            raise TypeError(f"check_module: parameter {name} is {p.data.dtype}; gradient "
+                            f"checks need float64 (call module.to(np.float64))")
+    x = np.array(x, dtype=np.float64, copy=True)
+    rng = np.random.default_rng((seed, 0x6763))   # a stream apart from the caller's data
+    saved_state = module.state_dict()
+    rng_states = _rng_states(module)
+
+    def restore_rngs():
+        for g, state in rng_states:
+            g.bit_generator.state = state
+
+    restore_rngs()
+    y = module.forward(x)
+    G = rng.standard_normal(np.shape(y))
+    dx = module.backward(G)
+    analytic = {name: p.grad.copy() for name, p in params}
+
+    def output():
+        restore_rngs()
+        return module.forward(x)
+
+    pairs = [("x", dx, numerical_gradient(output, x, h, _pick_indices(x.size, max_elements, rng), G))]
+    if check_params:
+        for name, p in params:
+            num = numerical_gradient(output, p.data, h,
+                                     _pick_indices(p.data.size, max_elements, rng), G)
+            pairs.append((name, analytic[name], num))
+    module.load_state_dict(saved_state)
+    restore_rngs()
+    return _summarise(pairs, tol)
+
+
+def check_function(forward, backward, inputs, *, wrt=None, seed=0, h=1e-5, tol=1e-6,
+                   max_elements=None):
+    """Gradient-check a functional pair.
+
+    forward(**inputs) -> (out, cache);  backward(dout, cache) -> gradient or tuple of
+    gradients, one per name in ``wrt`` (default: every array in ``inputs``, in order;
+    ``None`` gradients are skipped). Arrays are copied to float64.
+    """
+    inputs = {k: (np.array(v, dtype=np.float64) if isinstance(v, np.ndarray) else v)
+              for k, v in inputs.items()}
+    if wrt is None:
+        wrt = [k for k, v in inputs.items() if isinstance(v, np.ndarray)]
+    rng = np.random.default_rng((seed, 0x6763))   # a stream apart from the caller's data
+    out, cache = forward(**inputs)
+    G = rng.standard_normal(np.shape(out))
+    grads = backward(G, cache)
+    if not isinstance(grads, tuple):
+        grads = (grads,)
+
+    def output():
+        return forward(**inputs)[0]
+
+    pairs = []
+    for name, g in zip(wrt, grads):
+        if g is None:
+            continue
+        arr = inputs[name]
+        pairs.append((name, g, numerical_gradient(output, arr, h,
+                                                  _pick_indices(arr.size, max_elements, rng), G)))
+    return _summarise(pairs, tol)
+
+
+def kink_distance(module, x):
+    """Run ``module.forward(x)`` and return how close any piecewise activation inside it
+    (ReLU, ReLU6, hard-sigmoid, hard-swish) came to one of its kinks: the smallest
+    ``|input - kink|``. Central differences across a kink are meaningless, so a gradient
+    check wants this to be comfortably larger than the step h times the input's sensitivity.
+    """
+    rng_states = _rng_states(module)
+    saved_state = module.state_dict()
+    module.forward(x)
+    best = np.inf
+    for m in module.modules():
+        kinks = getattr(type(m), "kinks", ())
+        cached = getattr(m, "_cache", None)
+        if kinks and isinstance(cached, np.ndarray):
+            for k in kinks:
+                best = min(best, float(np.min(np.abs(cached - k))))
+    module.load_state_dict(saved_state)
+    for g, state in rng_states:
+        g.bit_generator.state = state
+    return best
+
+
+def dodge_kinks(module, sample, margin=1e-4, tries=200):
+    """Return the first input ``sample(seed)`` (seed = 0, 1, ...) whose activations all stay
+    at least ``margin`` away from their kinks (deterministic, no retries of failed checks).
+
+    ``sample``: a function ``seed -> x``. Raises ``RuntimeError`` if none of ``tries`` does.
+    """
+    for seed in range(tries):
+        x = sample(seed)
+        if kink_distance(module, x) >= margin:
+            return x
+    raise RuntimeError(f"dodge_kinks: no input among {tries} seeds keeps a margin of {margin}")
+
+
+def randomize_batchnorm(module, seed=0):
+    """Give every BatchNorm in ``module`` random gamma, beta and running statistics.
+
+    Fresh BN layers (gamma = 1, beta = 0, mean 0, var 1) hide bugs: a backward that forgot
+    gamma, or eval mode that ignored the running statistics, would still pass. Zero beta
+    also makes a BN -> ReLU -> conv -> BN chain exactly invariant to the first gamma, so
+    that gradient is zero and its check meaningless. Returns the module.
+    """
+    rng = np.random.default_rng((seed, 0x626E))
+    for m in module.modules():
+        if hasattr(m, "running_var") and hasattr(m, "num_features"):
+            C, dt = m.num_features, m.weight.data.dtype
+            m.weight.data = rng.uniform(0.5, 1.5, C).astype(dt)
+            m.bias.data = rng.normal(0.0, 0.5, C).astype(dt)
+            m.running_mean = rng.normal(0.0, 0.5, C).astype(dt)
+            m.running_var = rng.uniform(0.5, 2.0, C).astype(dt)
+    return module

@@ -1,0 +1,24 @@
+"""Stateful layers and blocks with PyTorch names, layouts and state-dict keys.
+
+Every module has ``forward(x) -> y`` (also ``module(x)``) and ``backward(dy) -> dx``,
+which stores dL/dparam in each parameter's ``.grad``.
+"""
+
+from .module import DEFAULT_DTYPE, Module, Parameter, Sequential
+from .layers import (BatchNorm1d, BatchNorm2d, Conv2d, DepthwiseConv2d, Dropout, Flatten,
+                     GlobalAvgPool2d, Identity, Linear, PointwiseConv2d, check_input, make_rng)
+from .activations import (ACTIVATIONS, HardSigmoid, Hardsigmoid, HardSwish, Hardswish, ReLU,
+                          ReLU6, Sigmoid, SiLU, get_activation)
+from .loss import CrossEntropyLoss
+from .blocks import (Conv2dNormActivation, DepthwiseSeparable, InvertedResidual, MBConv,
+                     SqueezeExcitation, StochasticDepth, make_divisible)
+
+__all__ = [
+    "DEFAULT_DTYPE", "Module", "Parameter", "Sequential",
+    "Conv2d", "DepthwiseConv2d", "PointwiseConv2d", "BatchNorm2d", "BatchNorm1d",
+    "Linear", "GlobalAvgPool2d", "Flatten", "Dropout", "Identity",
+    "ReLU", "ReLU6", "Sigmoid", "HardSigmoid", "HardSwish", "SiLU", "Hardsigmoid", "Hardswish",
+    "ACTIVATIONS", "get_activation", "CrossEntropyLoss",
+    "Conv2dNormActivation", "DepthwiseSeparable", "SqueezeExcitation", "InvertedResidual",
+    "MBConv", "StochasticDepth", "make_divisible", "check_input", "make_rng",
+]

@@ -1,0 +1,84 @@
+"""Activation layers (no parameters). Any shape in, same shape and dtype out."""
+
+from __future__ import annotations
+
+from .. import functional as F
+from .layers import check_input
+from .module import Module
+
+__all__ = ["ReLU", "ReLU6", "Sigmoid", "HardSigmoid", "HardSwish", "SiLU",
+           "Hardsigmoid", "Hardswish", "ACTIVATIONS", "get_activation"]
+
+
+class _Activation(Module):
+    _forward = _backward = None
+    kinks: tuple = ()      # inputs where the derivative jumps (gradient checks avoid them)
+
+    def __init__(self, inplace: bool = False):
+        # ``inplace`` is accepted for PyTorch compatibility; NumPy layers here never
+        # overwrite their input because backward may still need it.
+        super().__init__()
+        self._cache = None
+
+    def forward(self, x):
+        check_input(self._label(), x, ndim=x.ndim if hasattr(x, "ndim") else -1)
+        y, self._cache = type(self)._forward(x)
+        return y
+
+    def backward(self, dy):
+        return type(self)._backward(dy, self._cached(self._cache))
+
+
+class ReLU(_Activation):
+    """max(x, 0)."""
+    kinks = (0.0,)
+    _forward, _backward = staticmethod(F.relu_forward), staticmethod(F.relu_backward)
+
+
+class ReLU6(_Activation):
+    """min(max(x, 0), 6) (MobileNetV1/V2)."""
+    kinks = (0.0, 6.0)
+    _forward, _backward = staticmethod(F.relu6_forward), staticmethod(F.relu6_backward)
+
+
+class Sigmoid(_Activation):
+    """1 / (1 + exp(-x)) (squeeze-and-excitation gate of EfficientNet)."""
+    _forward, _backward = staticmethod(F.sigmoid_forward), staticmethod(F.sigmoid_backward)
+
+
+class HardSigmoid(_Activation):
+    """relu6(x + 3) / 6 (MobileNetV3's SE gate)."""
+    kinks = (-3.0, 3.0)
+    _forward, _backward = staticmethod(F.hardsigmoid_forward), staticmethod(F.hardsigmoid_backward)
+
+
+class HardSwish(_Activation):
+    """x * relu6(x + 3) / 6 (MobileNetV3)."""
+    kinks = (-3.0, 3.0)
+    _forward, _backward = staticmethod(F.hardswish_forward), staticmethod(F.hardswish_backward)
+
+
+class SiLU(_Activation):
+    """x * sigmoid(x), a.k.a. swish (EfficientNet)."""
+    _forward, _backward = staticmethod(F.silu_forward), staticmethod(F.silu_backward)
+
+
+# PyTorch spells these two with a lower-case s
+Hardsigmoid = HardSigmoid
+Hardswish = HardSwish
+
+ACTIVATIONS = {
+    "relu": ReLU, "relu6": ReLU6, "sigmoid": Sigmoid, "hardsigmoid": HardSigmoid,
+    "hardswish": HardSwish, "silu": SiLU, "swish": SiLU,
+}
+
+
+def get_activation(name_or_class):
+    """Activation class from a name ("relu6", "hardswish", ...) or a class; None stays None."""
+    if name_or_class is None or isinstance(name_or_class, type):
+        return name_or_class
+    key = str(name_or_class).lower().replace("_", "").replace("-", "")
+    if key not in ACTIVATIONS:
+        raise ValueError(
+            f"unknown activation {name_or_class!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[key]

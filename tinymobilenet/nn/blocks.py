@@ -1,0 +1,272 @@
+"""The building blocks of the MobileNet family, laid out as torchvision builds them.
+
+    Conv2dNormActivation  conv -> BN -> activation               (torchvision.ops)
+    DepthwiseSeparable    depthwise 3x3 -> BN -> act -> pointwise 1x1 -> BN -> act   (V1)
+    SqueezeExcitation     x * gate(fc2(act(fc1(avgpool(x)))))    (V3, EfficientNet)
+    InvertedResidual      expand 1x1 -> depthwise -> [SE] -> project 1x1 (linear), + x
+                          (V2 with ``layout="v2"``, V3 with ``layout="v3"``)
+    MBConv                EfficientNet's inverted residual: SiLU, SE, stochastic depth
+    StochasticDepth       drop a whole residual branch per sample while training
+
+Child names match torchvision's, so the state-dict keys do too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .activations import HardSigmoid, ReLU, ReLU6, Sigmoid, SiLU, get_activation
+from .layers import (BatchNorm2d, Conv2d, DepthwiseConv2d, PointwiseConv2d, check_input,
+                     make_rng)
+from .module import Module, Sequential
+
+__all__ = ["Conv2dNormActivation", "DepthwiseSeparable", "SqueezeExcitation",
+           "InvertedResidual", "MBConv", "StochasticDepth", "make_divisible"]
+
+
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round a channel count to the nearest multiple of ``divisor`` without going more
+    than 10 % below ``v`` (the rule of the TensorFlow MobileNet code, used by torchvision).
+    """
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:          # rounding down must not remove more than 10 %
+        new_v += divisor
+    return new_v
+
+
+class Conv2dNormActivation(Sequential):
+    """conv(K, stride, groups, padding (K-1)//2) -> BatchNorm2d -> activation.
+
+    x: (N, C_in, H, W) -> (N, C_out, Ho, Wo). Children "0" (conv), "1" (BN), "2"
+    (activation, absent when ``activation_layer`` is None), as in torchvision. The conv has
+    no bias because the BN's beta plays that role.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, groups=1,
+                 activation_layer=ReLU, norm_eps=1e-5, norm_momentum=0.1, padding=None,
+                 *, rng=None, seed=0):
+        rng = make_rng(rng, seed)
+        if padding is None:
+            padding = (kernel_size - 1) // 2
+        layers = [Conv2d(in_channels, out_channels, kernel_size, stride, padding,
+                         groups=groups, bias=False, rng=rng),
+                  BatchNorm2d(out_channels, eps=norm_eps, momentum=norm_momentum)]
+        activation_layer = get_activation(activation_layer)
+        if activation_layer is not None:
+            layers.append(activation_layer())
+        super().__init__(*layers)
+        self.out_channels = out_channels
+
+
+class DepthwiseSeparable(Module):
+    """MobileNetV1's block: depthwise K x K -> BN -> act, then pointwise 1x1 -> BN -> act.
+
+    x: (N, C_in, H, W) -> (N, C_out, Ho, Wo), Ho = (H + 2*(K//2) - K) // stride + 1.
+    Children ``depthwise`` and ``pointwise`` (each a conv/BN/act Sequential).
+
+    Cost against a full K x K convolution of the same shape (multiply-accumulates)::
+
+        (K*K*C_in*Ho*Wo + C_in*C_out*Ho*Wo) / (K*K*C_in*C_out*Ho*Wo) = 1/C_out + 1/K^2
+    """
+
+    def __init__(self, in_channels, out_channels, stride=1, kernel_size=3,
+                 activation_layer=ReLU, norm_eps=1e-5, norm_momentum=0.1, *, rng=None, seed=0):
+        super().__init__()
+        rng = make_rng(rng, seed)
+        act = get_activation(activation_layer)
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.depthwise = Sequential(
+            DepthwiseConv2d(in_channels, kernel_size, stride, (kernel_size - 1) // 2, rng=rng),
+            BatchNorm2d(in_channels, eps=norm_eps, momentum=norm_momentum),
+            act())
+        self.pointwise = Sequential(
+            PointwiseConv2d(in_channels, out_channels, rng=rng),
+            BatchNorm2d(out_channels, eps=norm_eps, momentum=norm_momentum),
+            act())
+
+    def _label(self):
+        return f"DepthwiseSeparable({self.in_channels}->{self.out_channels}, s={self.stride})"
+
+    def forward(self, x):
+        return self.pointwise(self.depthwise(x))
+
+    def backward(self, dy):
+        return self.depthwise.backward(self.pointwise.backward(dy))
+
+
+class SqueezeExcitation(Module):
+    """Squeeze-and-excitation (torchvision layout): a per-channel gate from global context.
+
+    x: (N, C, H, W) -> y = x * s, with s: (N, C, 1, 1) =
+    scale_activation(fc2(activation(fc1(mean_{H,W} x)))), fc1: C -> S and fc2: S -> C as
+    1x1 convolutions with bias (children ``fc1``, ``fc2``).
+    """
+
+    def __init__(self, input_channels, squeeze_channels, activation=ReLU,
+                 scale_activation=Sigmoid, *, rng=None, seed=0):
+        super().__init__()
+        rng = make_rng(rng, seed)
+        self.input_channels, self.squeeze_channels = input_channels, squeeze_channels
+        self.fc1 = Conv2d(input_channels, squeeze_channels, 1, rng=rng)
+        self.fc2 = Conv2d(squeeze_channels, input_channels, 1, rng=rng)
+        self.activation = get_activation(activation)()
+        self.scale_activation = get_activation(scale_activation)()
+        self._cache = None
+
+    def _label(self):
+        return f"SqueezeExcitation({self.input_channels}->{self.squeeze_channels})"
+
+    def forward(self, x):
+        check_input(self._label(), x, self.input_channels, dtype=self.fc1.weight.data.dtype)
+        pooled = x.mean(axis=(2, 3), keepdims=True)                         # (N, C, 1, 1)
+        scale = self.scale_activation(self.fc2(self.activation(self.fc1(pooled))))
+        self._cache = (x, scale)
+        return x * scale                                                     # broadcast
+
+    def backward(self, dy):
+        x, scale = self._cached(self._cache)
+        N, C, H, W = x.shape
+        # y = x * s: the gate sees the sum over the pixels it multiplied
+        dscale = np.einsum("nchw,nchw->nc", dy, x).reshape(N, C, 1, 1)      # no product array
+        dpooled = self.fc1.backward(self.activation.backward(
+            self.fc2.backward(self.scale_activation.backward(dscale))))     # (N, C, 1, 1)
+        dx = dy * scale
+        dx += dpooled / (H * W)                                              # mean's backward
+        return dx
+
+
+class StochasticDepth(Module):
+    """Drop the residual branch of whole samples with probability ``p`` while training
+    ("row" mode of torchvision.ops.stochastic_depth), scaling survivors by 1/(1-p).
+
+    x: (N, ...) -> same shape. Identity in eval mode or when p == 0.
+    """
+
+    def __init__(self, p: float, *, rng=None, seed=0):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"StochasticDepth: p must be in [0, 1], got {p}")
+        self.p = float(p)
+        self.rng = make_rng(rng, seed)
+        self._mask = None
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            self._mask = 1
+            return x
+        survival = 1.0 - self.p
+        keep = self.rng.random(x.shape[0]) < survival
+        mask = keep.astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
+        if survival > 0:
+            mask /= survival
+        self._mask = mask
+        return x * mask
+
+    def backward(self, dy):
+        mask = self._cached(self._mask)
+        return dy if isinstance(mask, int) else dy * mask
+
+
+class InvertedResidual(Module):
+    """Inverted residual with linear bottleneck (MobileNetV2, and V3 with ``layout="v3"``).
+
+    x: (N, C_in, H, W) -> (N, C_out, Ho, Wo)
+
+        expand 1x1 C_in -> E (BN, act)       skipped when E == C_in
+        depthwise KxK, stride (BN, act)
+        [squeeze-excitation on E channels]   when ``se_channels`` is given
+        project 1x1 E -> C_out (BN, *no activation*)
+        + x                                  only when stride == 1 and C_in == C_out
+
+    No activation after the projection: the bottleneck is low-dimensional and a ReLU there
+    would destroy information (the V2 paper's argument); the residual connects the thin
+    bottlenecks, not the wide expansions.
+
+    ``expanded_channels`` E defaults to ``round(C_in * expand_ratio)`` (torchvision V2).
+    ``layout="v2"`` names the children ``conv.{0,1,...}`` with the projection as separate
+    conv and BN entries (torchvision's MobileNetV2); ``layout="v3"`` names them
+    ``block.{0,1,...}`` with the projection as a Conv2dNormActivation (MobileNetV3,
+    EfficientNet).
+    """
+
+    def __init__(self, in_channels, out_channels, stride=1, expand_ratio=6.0, kernel_size=3,
+                 activation=ReLU6, se_channels=None, se_activation=ReLU,
+                 se_gate=HardSigmoid, expanded_channels=None, norm_eps=1e-5,
+                 norm_momentum=0.1, layout="v2", *, rng=None, seed=0):
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"InvertedResidual: stride must be 1 or 2, got {stride}")
+        if layout not in ("v2", "v3"):
+            raise ValueError(f"InvertedResidual: layout must be 'v2' or 'v3', got {layout!r}")
+        rng = make_rng(rng, seed)
+        E = expanded_channels if expanded_channels is not None else int(
+            round(in_channels * expand_ratio))
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.expanded_channels = E
+        self.use_res_connect = stride == 1 and in_channels == out_channels
+        bn = dict(norm_eps=norm_eps, norm_momentum=norm_momentum)
+        layers = []
+        if E != in_channels:
+            layers.append(Conv2dNormActivation(in_channels, E, 1, activation_layer=activation,
+                                               rng=rng, **bn))
+        layers.append(Conv2dNormActivation(E, E, kernel_size, stride, groups=E,
+                                           activation_layer=activation, rng=rng, **bn))
+        if se_channels:
+            layers.append(SqueezeExcitation(E, se_channels, se_activation, se_gate, rng=rng))
+        if layout == "v2":
+            layers += [Conv2d(E, out_channels, 1, bias=False, rng=rng),
+                       BatchNorm2d(out_channels, eps=norm_eps, momentum=norm_momentum)]
+            self.conv = Sequential(*layers)
+            object.__setattr__(self, "_body", self.conv)      # an alias, not a child
+        else:
+            layers.append(Conv2dNormActivation(E, out_channels, 1, activation_layer=None,
+                                               rng=rng, **bn))
+            self.block = Sequential(*layers)
+            object.__setattr__(self, "_body", self.block)
+        object.__setattr__(self, "_skip", None)   # MBConv's stochastic depth
+
+    def _label(self):
+        return (f"{type(self).__name__}({self.in_channels}->{self.expanded_channels}->"
+                f"{self.out_channels}, s={self.stride})")
+
+    def forward(self, x):
+        check_input(self._label(), x, self.in_channels)
+        y = self._body(x)
+        if self.use_res_connect:
+            if self._skip is not None:
+                y = self._skip(y)
+            y = y + x
+        return y
+
+    def backward(self, dy):
+        if self.use_res_connect:
+            dbranch = self._skip.backward(dy) if self._skip is not None else dy
+            return self._body.backward(dbranch) + dy      # the identity path adds dy
+        return self._body.backward(dy)
+
+
+class MBConv(InvertedResidual):
+    """EfficientNet's mobile inverted bottleneck (torchvision layout, children ``block``
+    and ``stochastic_depth``).
+
+    E = make_divisible(C_in * expand_ratio, 8); SE squeezes to max(1, C_in // 4) with SiLU
+    and a sigmoid gate; activation SiLU; stochastic depth on the residual branch.
+    BatchNorm uses eps=1e-3 (torchvision's EfficientNet-B*).
+    """
+
+    def __init__(self, in_channels, out_channels, stride=1, expand_ratio=6.0, kernel_size=3,
+                 stochastic_depth_prob=0.0, se_ratio=0.25, norm_eps=1e-3, norm_momentum=0.1,
+                 *, rng=None, seed=0):
+        rng = make_rng(rng, seed)
+        E = make_divisible(in_channels * expand_ratio, 8)
+        super().__init__(in_channels, out_channels, stride, kernel_size=kernel_size,
+                         activation=SiLU, se_channels=max(1, int(in_channels * se_ratio)),
+                         se_activation=SiLU, se_gate=Sigmoid, expanded_channels=E,
+                         norm_eps=norm_eps, norm_momentum=norm_momentum, layout="v3", rng=rng)
+        self.stochastic_depth = StochasticDepth(stochastic_depth_prob, rng=rng)
+        object.__setattr__(self, "_skip", self.stochastic_depth)

@@ -1,0 +1,269 @@
+"""Parameter, Module and Sequential: the PyTorch-shaped container API.
+
+A Module owns Parameters (trainable arrays with a ``.grad``), buffers (non-trainable
+arrays such as BatchNorm's running statistics) and child Modules, registered in the order
+they are assigned, so ``state_dict()`` lists keys in the same order as PyTorch does:
+a module's own parameters, then its own buffers, then each child's entries.
+
+``forward(x)`` computes the output and caches what ``backward`` needs; ``backward(dy)``
+returns dL/dx and *overwrites* each parameter's ``.grad`` (calling it twice gives the same
+result, there is no accumulation across calls).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterator
+
+import numpy as np
+
+__all__ = ["Parameter", "Module", "Sequential", "DEFAULT_DTYPE"]
+
+DEFAULT_DTYPE = np.float32
+
+
+class Parameter:
+    """A trainable array. ``.data`` holds the values, ``.grad`` dL/d(data), same shape."""
+
+    def __init__(self, data):
+        self.data = np.asarray(data)
+        self.grad = np.zeros_like(self.data)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of every layer, block and model."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # ---- registration ------------------------------------------------------------------
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(
+                f"{type(self).__name__}.__init__ must call super().__init__() before "
+                f"assigning attributes"
+            )
+        if isinstance(value, Parameter):
+            self._modules.pop(name, None)
+            self._buffers.pop(name, None)
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._parameters.pop(name, None)
+            self._buffers.pop(name, None)
+            self._modules[name] = value
+        elif name not in self._buffers:       # re-assigning a buffer keeps it a buffer
+            self._parameters.pop(name, None)
+            self._modules.pop(name, None)
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, array: np.ndarray) -> None:
+        """Register a non-trainable array (saved in ``state_dict``, cast by ``to``)."""
+        self._buffers[name] = None
+        object.__setattr__(self, name, array)
+
+    def add_module(self, name: str, module: "Module") -> None:
+        setattr(self, name, module)
+
+    # ---- the computation ---------------------------------------------------------------
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, dy):
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def _cached(self, cache, what="backward"):
+        """Return ``cache`` or raise a clear error if forward has not run yet."""
+        if cache is None:
+            raise RuntimeError(
+                f"{self._label()}: {what} called before forward (nothing cached)"
+            )
+        return cache
+
+    def _label(self) -> str:
+        """Short name used in error messages, e.g. ``Conv2d(32->64)``."""
+        return type(self).__name__
+
+    # ---- traversal ---------------------------------------------------------------------
+    def children(self) -> Iterator["Module"]:
+        return iter(self._modules.values())
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        """(dotted name, module) for this module and every descendant, depth first."""
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator["Module"]:
+        for _, m in self.named_modules():
+            yield m
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """(dotted PyTorch-style name, Parameter) pairs, e.g. ``features.0.0.weight``."""
+        for name, p in self._parameters.items():
+            yield (f"{prefix}.{name}" if prefix else name), p
+        for name, child in self._modules.items():
+            yield from child.named_parameters(f"{prefix}.{name}" if prefix else name)
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        for name in self._buffers:
+            yield (f"{prefix}.{name}" if prefix else name), getattr(self, name)
+        for name, child in self._modules.items():
+            yield from child.named_buffers(f"{prefix}.{name}" if prefix else name)
+
+    # ---- modes and grads ---------------------------------------------------------------
+    def train(self, mode: bool = True) -> "Module":
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = np.zeros_like(p.data)
+
+    def num_parameters(self) -> int:
+        """Number of trainable scalars."""
+        return int(sum(p.data.size for p in self.parameters()))
+
+    # ---- state ------------------------------------------------------------------------
+    def _state_items(self, prefix=""):
+        """(key, owner module, attribute name, is_parameter) in PyTorch state_dict order."""
+        for name in self._parameters:
+            yield (f"{prefix}{name}", self, name, True)
+        for name in self._buffers:
+            yield (f"{prefix}{name}", self, name, False)
+        for cname, child in self._modules.items():
+            yield from child._state_items(f"{prefix}{cname}.")
+
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """{name: array} of parameters and buffers (copies), in PyTorch's key order."""
+        out = OrderedDict()
+        for key, owner, name, is_param in self._state_items():
+            value = getattr(owner, name)
+            out[key] = (value.data if is_param else value).copy()
+        return out
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        """Copy arrays from ``state_dict`` into this module's parameters and buffers.
+
+        ``num_batches_tracked`` entries are accepted and may be absent. With ``strict``,
+        a missing or unexpected key raises ``KeyError`` naming it; a wrongly shaped array
+        always raises ``ValueError`` naming the key and both shapes. Values are cast to
+        the dtype of the parameter they replace. Returns ``(missing, unexpected)`` lists.
+        """
+        items = {key: (owner, name, is_param) for key, owner, name, is_param in self._state_items()}
+        optional = {k for k in items if k.endswith("num_batches_tracked")}
+        missing = [k for k in items if k not in state_dict and k not in optional]
+        unexpected = [k for k in state_dict if k not in items
+                      and not k.endswith("num_batches_tracked")]
+        if strict and missing:
+            raise KeyError(
+                f"load_state_dict: missing key '{missing[0]}'"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+            )
+        if strict and unexpected:
+            raise KeyError(
+                f"load_state_dict: unexpected key '{unexpected[0]}'"
+                + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else "")
+            )
+        for key, value in state_dict.items():
+            if key not in items:
+                continue
+            owner, name, is_param = items[key]
+            current = getattr(owner, name)
+            target = current.data if is_param else current
+            value = np.asarray(value)
+            if value.shape != target.shape:
+                raise ValueError(
+                    f"load_state_dict: key '{key}' has shape {value.shape}, "
+                    f"expected {target.shape}"
+                )
+            new = value.astype(target.dtype, copy=True)
+            if is_param:
+                current.data = new
+                current.grad = np.zeros_like(new)
+            else:
+                object.__setattr__(owner, name, new)
+        return missing, unexpected
+
+    def to(self, dtype) -> "Module":
+        """Cast every floating parameter, gradient and buffer to ``dtype``; returns self."""
+        dtype = np.dtype(dtype)
+        for m in self.modules():
+            for p in m._parameters.values():
+                p.data = p.data.astype(dtype)
+                p.grad = p.grad.astype(dtype)
+            for name in m._buffers:
+                buf = getattr(m, name)
+                if np.issubdtype(buf.dtype, np.floating):
+                    object.__setattr__(m, name, buf.astype(dtype))
+        return self
+
+    # ---- printing ----------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        if self._modules:
+            for name, child in self._modules.items():
+                sub = repr(child).replace("\n", "\n  ")
+                lines.append(f"  ({name}): {sub}")
+            lines.append(")")
+            return "\n".join(lines)
+        return lines[0] + ")"
+
+
+class Sequential(Module):
+    """Modules applied in order; children are named "0", "1", ... as in PyTorch."""
+
+    def __init__(self, *modules: Module):
+        super().__init__()
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: item {i} is {type(m).__name__}, not a Module")
+            self.add_module(str(i), m)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __getitem__(self, i):
+        mods = list(self._modules.values())
+        if isinstance(i, slice):
+            return Sequential(*mods[i])
+        return mods[i]
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def backward(self, dy):
+        for m in reversed(list(self._modules.values())):
+            dy = m.backward(dy)
+        return dy
