@@ -3,10 +3,9 @@
 Each ``*_forward(x)`` returns ``(out, cache)``; each ``*_backward(dout, cache)`` returns dx.
 All of them keep the input dtype (float32 in, float32 out).
 
-Kinks: ReLU at 0, ReLU6 at 0 and 6, hard-sigmoid and hard-swish at -3 and +3.  At a kink
-we use the derivative of the right-hand piece's interior convention that PyTorch uses
-(the gradient is 0 exactly at the clip points, except hard-swish which takes the middle
-piece at x = -3 and the linear piece at x = 3).
+Kinks: ReLU at 0, ReLU6 at 0 and 6, hard-sigmoid and hard-swish at -3 and +3. Exactly at
+a kink the derivative is a convention; we follow PyTorch's: 0 at the clip points of ReLU,
+ReLU6 and hard-sigmoid, and for hard-swish 0 at x = -3 and 1 at x = +3.
 """
 
 from __future__ import annotations
@@ -81,7 +80,7 @@ def hardswish_forward(x):
 def hardswish_backward(dout, cache):
     x = cache
     # d/dx [x (x + 3) / 6] = (2x + 3) / 6 in the middle, 0 below -3, 1 above 3
-    grad = np.where(x < -3, 0, np.where(x <= 3, (2 * x + 3) / 6, 1)).astype(dout.dtype, copy=False)
+    grad = np.where(x <= -3, 0, np.where(x < 3, (2 * x + 3) / 6, 1)).astype(dout.dtype, copy=False)
     return dout * grad
 
 
