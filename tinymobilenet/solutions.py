@@ -1,0 +1,172 @@
+"""Worked answers to the exercises of :mod:`tinymobilenet.exercises`.
+
+Kept apart so a teacher can hand out the notebooks and the checkers without them. Each
+answer is written to be read, with plain loops over kernel offsets where that is clearest;
+the library's kernels in :mod:`tinymobilenet.functional` are the fast versions. Check any
+of them with its checker, e.g.::
+
+    from tinymobilenet import exercises, solutions
+    exercises.check_depthwise_backward(solutions.depthwise_backward)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["conv_output_size", "im2col", "conv2d_forward", "conv2d_backward",
+           "depthwise_forward", "depthwise_backward", "cost_ratio", "batchnorm_backward",
+           "fold_batchnorm", "inverted_residual_macs", "hardswish_backward", "se_backward",
+           "compound_scaling", "sgd_step"]
+
+
+def conv_output_size(size, kernel_size, stride, padding):
+    """Number of window positions: the window's first element runs over 0, s, 2s, ... up to
+    size + 2*padding - kernel_size."""
+    return (size + 2 * padding - kernel_size) // stride + 1
+
+
+def _pad(x, p):
+    return np.pad(x, ((0, 0), (0, 0), (p, p), (p, p))) if p else x
+
+
+def im2col(x, K, stride, padding):
+    """x (N, C, H, W) -> col (N, C, K, K, Ho, Wo), one strided slice per kernel offset."""
+    N, C, H, W = x.shape
+    Ho = conv_output_size(H, K, stride, padding)
+    Wo = conv_output_size(W, K, stride, padding)
+    xp = _pad(x, padding)
+    col = np.empty((N, C, K, K, Ho, Wo), dtype=x.dtype)
+    for p in range(K):
+        for q in range(K):
+            col[:, :, p, q] = xp[:, :, p:p + stride * Ho:stride, q:q + stride * Wo:stride]
+    return col
+
+
+def conv2d_forward(x, w, b, stride, padding):
+    """im2col, then one matrix product: (Co, C*K*K) @ (N, C*K*K, Ho*Wo)."""
+    N, C, H, W = x.shape
+    Co, _, K, _ = w.shape
+    col = im2col(x, K, stride, padding)
+    Ho, Wo = col.shape[-2:]
+    out = np.matmul(w.reshape(Co, -1), col.reshape(N, C * K * K, Ho * Wo))
+    return out.reshape(N, Co, Ho, Wo) + b.reshape(1, Co, 1, 1)
+
+
+def conv2d_backward(dout, x, w, stride, padding):
+    """dw = dout @ col.T summed over the batch; dx = col2im(w.T @ dout)."""
+    N, C, H, W = x.shape
+    Co, _, K, _ = w.shape
+    Ho, Wo = dout.shape[-2:]
+    col = im2col(x, K, stride, padding).reshape(N, C * K * K, Ho * Wo)
+    d2 = dout.reshape(N, Co, Ho * Wo)
+    dw = np.einsum("nok,nck->oc", d2, col).reshape(w.shape)       # sum_n (Co, HoWo) @ (HoWo, CKK)
+    dcol = np.matmul(w.reshape(Co, -1).T, d2).reshape(N, C, K, K, Ho, Wo)
+    dxp = np.zeros((N, C, H + 2 * padding, W + 2 * padding))
+    for p in range(K):
+        for q in range(K):                 # += : overlapping windows add up
+            dxp[:, :, p:p + stride * Ho:stride, q:q + stride * Wo:stride] += dcol[:, :, p, q]
+    return dxp[:, :, padding:padding + H, padding:padding + W], dw
+
+
+def depthwise_forward(x, w, stride, padding):
+    """K*K multiply-accumulates of strided slices, one filter per channel."""
+    N, C, H, W = x.shape
+    K = w.shape[2]
+    Ho = conv_output_size(H, K, stride, padding)
+    Wo = conv_output_size(W, K, stride, padding)
+    xp = _pad(x, padding)
+    out = np.zeros((N, C, Ho, Wo))
+    for p in range(K):
+        for q in range(K):
+            out += w[:, 0, p, q].reshape(1, C, 1, 1) * xp[:, :, p:p + stride * Ho:stride,
+                                                          q:q + stride * Wo:stride]
+    return out
+
+
+def depthwise_backward(dout, x, w, stride, padding):
+    """The forward's K*K slices in reverse: each offset gets its share of dw and sends
+    w * dout back to the same strided positions of dx."""
+    N, C, H, W = x.shape
+    K = w.shape[2]
+    Ho, Wo = dout.shape[-2:]
+    xp = _pad(x, padding)
+    dxp = np.zeros_like(xp)
+    dw = np.zeros_like(w)
+    for p in range(K):
+        for q in range(K):
+            window = (slice(None), slice(None), slice(p, p + stride * Ho, stride),
+                      slice(q, q + stride * Wo, stride))
+            dw[:, 0, p, q] = np.sum(dout * xp[window], axis=(0, 2, 3))
+            dxp[window] += w[:, 0, p, q].reshape(1, C, 1, 1) * dout
+    return dxp[:, :, padding:padding + H, padding:padding + W], dw
+
+
+def cost_ratio(C_out, K):
+    """(K*K*C*Ho*Wo + C*C_out*Ho*Wo) / (K*K*C*C_out*Ho*Wo) = 1/C_out + 1/K^2."""
+    return 1.0 / C_out + 1.0 / K ** 2
+
+
+def batchnorm_backward(dout, x, gamma, eps):
+    """Training-mode batch norm over (N, H, W) per channel."""
+    axes = (0, 2, 3)
+    mean = x.mean(axis=axes, keepdims=True)
+    var = x.var(axis=axes, keepdims=True)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    xhat = (x - mean) * inv_std
+    dbeta = dout.sum(axis=axes)
+    dgamma = (dout * xhat).sum(axis=axes)
+    dx = gamma.reshape(1, -1, 1, 1) * inv_std * (
+        dout - dout.mean(axis=axes, keepdims=True)
+        - xhat * (dout * xhat).mean(axis=axes, keepdims=True))
+    return dx, dgamma, dbeta
+
+
+def fold_batchnorm(w, b, gamma, beta, mean, var, eps):
+    """BN(conv(x, w, b)) = conv(x, w * s, (b - mean) * s + beta), s = gamma / sqrt(var + eps)."""
+    s = gamma / np.sqrt(var + eps)
+    b = np.zeros_like(mean) if b is None else b
+    return w * s.reshape(-1, 1, 1, 1), (b - mean) * s + beta
+
+
+def inverted_residual_macs(C_in, C_out, expand_ratio, K, H, W, stride):
+    """Expand 1x1 on H x W, depthwise K x K with stride, project 1x1 on Ho x Wo."""
+    E = int(round(C_in * expand_ratio))
+    Ho = conv_output_size(H, K, stride, K // 2)
+    Wo = conv_output_size(W, K, stride, K // 2)
+    expand = C_in * E * H * W if E != C_in else 0
+    return expand + K * K * E * Ho * Wo + E * C_out * Ho * Wo
+
+
+def hardswish_backward(dout, x):
+    """d/dx [x * relu6(x + 3) / 6] = 0 below -3, (2x + 3) / 6 between, 1 above 3."""
+    return dout * np.where(x < -3, 0.0, np.where(x > 3, 1.0, (2 * x + 3) / 6))
+
+
+def se_backward(dy, x, w1, b1, w2, b2):
+    """Backward of :func:`tinymobilenet.exercises.se_forward`, recomputing its forward."""
+    N, C, H, W = x.shape
+    pooled = x.mean(axis=(2, 3))                         # (N, C)
+    z1 = pooled @ w1.T + b1                              # (N, S)
+    h = np.maximum(z1, 0)
+    z2 = h @ w2.T + b2                                   # (N, C)
+    s = np.clip(z2 + 3, 0, 6) / 6
+    ds = np.einsum("nchw,nchw->nc", dy, x)               # the gate multiplied H*W pixels
+    dz2 = ds * ((z2 > -3) & (z2 < 3)) / 6
+    dw2, db2 = dz2.T @ h, dz2.sum(axis=0)
+    dz1 = (dz2 @ w2) * (z1 > 0)
+    dw1, db1 = dz1.T @ pooled, dz1.sum(axis=0)
+    dpooled = dz1 @ w1                                   # (N, C)
+    dx = dy * s[:, :, None, None] + dpooled[:, :, None, None] / (H * W)
+    return dx, dw1, db1, dw2, db2
+
+
+def compound_scaling(phi):
+    """EfficientNet's depth, width and resolution multipliers for coefficient phi."""
+    return 1.2 ** phi, 1.1 ** phi, 1.15 ** phi
+
+
+def sgd_step(w, grad, velocity, lr, momentum, weight_decay):
+    """One step of SGD with momentum and L2 weight decay (PyTorch's form)."""
+    g = grad + weight_decay * w
+    velocity = momentum * velocity + g
+    return w - lr * velocity, velocity
