@@ -11,3 +11,4 @@ from .pooling import *  # noqa: F401,F403
 from .linear import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
+from .grouped_linear import *  # noqa: F401,F403

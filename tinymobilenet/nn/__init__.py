@@ -12,6 +12,7 @@ from .activations import (ACTIVATIONS, HardSigmoid, Hardsigmoid, HardSwish, Hard
 from .loss import CrossEntropyLoss
 from .blocks import (Conv2dNormActivation, DepthwiseSeparable, InvertedResidual, MBConv,
                      SqueezeExcitation, StochasticDepth, make_divisible)
+from .dense import *  # noqa: F401,F403  (GroupedLinear and the 1-D blocks)
 
 __all__ = [
     "DEFAULT_DTYPE", "Module", "Parameter", "Sequential",

@@ -255,12 +255,16 @@ class MBConv(InvertedResidual):
     and ``stochastic_depth``).
 
     E = make_divisible(C_in * expand_ratio, 8); SE squeezes to max(1, C_in // 4) with SiLU
-    and a sigmoid gate; activation SiLU; stochastic depth on the residual branch.
-    BatchNorm uses eps=1e-3 (torchvision's EfficientNet-B*).
+    and a sigmoid gate (sized from the block *input*, not from E as in MobileNetV3);
+    activation SiLU; stochastic depth on the residual branch, so it only exists when the
+    block has a residual (stride 1 and C_in == C_out).
+
+    BatchNorm: torchvision's EfficientNet-B0..B4 use PyTorch's defaults (eps=1e-5,
+    momentum=0.1), B5..B7 use eps=1e-3, momentum=0.01; the model passes the right pair.
     """
 
     def __init__(self, in_channels, out_channels, stride=1, expand_ratio=6.0, kernel_size=3,
-                 stochastic_depth_prob=0.0, se_ratio=0.25, norm_eps=1e-3, norm_momentum=0.1,
+                 stochastic_depth_prob=0.0, se_ratio=0.25, norm_eps=1e-5, norm_momentum=0.1,
                  *, rng=None, seed=0):
         rng = make_rng(rng, seed)
         E = make_divisible(in_channels * expand_ratio, 8)

@@ -1,0 +1,91 @@
+"""Helpers shared by the model factories: argument checks, torchvision's weight
+initialisation, and the pooled classifier head every image model ends with."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import nn
+
+__all__ = ["check_options", "torchvision_init", "ImageClassifier"]
+
+
+def check_options(model: str, num_classes=1000, dropout=0.0, width_mult=None,
+                  stochastic_depth_prob=None, in_channels=3) -> None:
+    """Refuse out-of-range factory arguments with a message naming the model and option."""
+    if not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool) \
+            or num_classes < 1:
+        raise ValueError(f"{model}: num_classes must be an integer >= 1, got {num_classes!r}")
+    if not isinstance(in_channels, (int, np.integer)) or in_channels < 1:
+        raise ValueError(f"{model}: in_channels must be an integer >= 1, got {in_channels!r}")
+    if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
+        raise ValueError(f"{model}: dropout must be in [0, 1), got {dropout!r}")
+    if width_mult is not None and not (isinstance(width_mult, (int, float)) and width_mult > 0):
+        raise ValueError(f"{model}: width_mult must be > 0, got {width_mult!r}")
+    if stochastic_depth_prob is not None and not (
+            isinstance(stochastic_depth_prob, (int, float)) and 0.0 <= stochastic_depth_prob <= 1.0):
+        raise ValueError(f"{model}: stochastic_depth_prob must be in [0, 1], "
+                         f"got {stochastic_depth_prob!r}")
+
+
+def torchvision_init(model: nn.Module, rng: np.random.Generator, linear: str = "normal"):
+    """Re-draw a model's weights the way torchvision's MobileNetV2/V3 and EfficientNet do.
+
+    conv weight   kaiming normal, mode "fan_out": N(0, 2 / (C_out * K * K)); groups do not
+                  enter fan_out, so a depthwise 3x3 on C channels has std sqrt(2 / (9 C))
+    conv bias     0 (only the squeeze-excitation 1x1 convs have one)
+    BatchNorm     gamma 1, beta 0
+    Linear        ``linear="normal"``: N(0, 0.01^2) (MobileNet); ``"uniform"``:
+                  U(-1/sqrt(out_features), +1/sqrt(out_features)) (EfficientNet); bias 0
+
+    Same distributions, not the same numbers: NumPy's generator is not torch's.
+    Returns the model.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            w = m.weight.data
+            fan_out = w.shape[0] * w.shape[2] * w.shape[3]
+            m.weight.data = rng.normal(0.0, np.sqrt(2.0 / fan_out), w.shape).astype(w.dtype)
+            if m.bias is not None:
+                m.bias.data = np.zeros_like(m.bias.data)
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            m.weight.data = np.ones_like(m.weight.data)
+            m.bias.data = np.zeros_like(m.bias.data)
+        elif isinstance(m, nn.Linear):
+            w = m.weight.data
+            if linear == "normal":
+                new = rng.normal(0.0, 0.01, w.shape)
+            else:
+                bound = 1.0 / np.sqrt(w.shape[0])
+                new = rng.uniform(-bound, bound, w.shape)
+            m.weight.data = new.astype(w.dtype)
+            if m.bias is not None:
+                m.bias.data = np.zeros_like(m.bias.data)
+    model.zero_grad()
+    return model
+
+
+class ImageClassifier(nn.Module):
+    """features -> global average pool -> flatten -> classifier, the skeleton of every
+    torchvision image model here (children ``features``, ``avgpool``, ``flatten``,
+    ``classifier``; only ``features`` and ``classifier`` hold state, as in torchvision).
+
+    x: (N, in_channels, H, W) -> logits (N, num_classes). Subclasses set the four children,
+    ``name`` and ``in_channels``.
+    """
+
+    name = "model"
+    in_channels = 3
+
+    def _label(self):
+        return self.name
+
+    def forward(self, x):
+        # check here so a wrong image gets an error naming the model, not its first conv
+        nn.check_input(self.name, x, self.in_channels,
+                       dtype=self.features[0][0].weight.data.dtype)
+        return self.classifier(self.flatten(self.avgpool(self.features(x))))
+
+    def backward(self, dy):
+        return self.features.backward(self.avgpool.backward(
+            self.flatten.backward(self.classifier.backward(dy))))
