@@ -109,7 +109,7 @@ def se_backward_without_the_gate_path(dy, x, w1, b1, w2, b2):
 
 
 def compound_scaling_swapped(phi):
-    return 1.1 ** phi, 1.2 ** phi, 1.15 ** phi
+    return 1.1 ** phi, 1.2 ** phi, int(round(224 * 1.15 ** phi))
 
 
 def sgd_step_decay_after_momentum(w, grad, velocity, lr, momentum, weight_decay):

@@ -29,7 +29,7 @@ The functions you write (signatures the checkers call; arrays are NCHW, float64)
     chapter 6  inverted_residual_macs(C_in, C_out, expand_ratio, K, H, W, stride) -> int
     chapter 7  hardswish_backward(dout, x) -> dx
                se_backward(dy, x, w1, b1, w2, b2) -> (dx, dw1, db1, dw2, db2)
-    chapter 8  compound_scaling(phi) -> (depth, width, resolution) multipliers
+    chapter 8  compound_scaling(phi) -> (depth, width, resolution)   resolution in pixels
     chapter 9  sgd_step(w, grad, velocity, lr, momentum, weight_decay) -> (w, velocity)
 
 Worked answers live in :mod:`tinymobilenet.solutions`, apart, so the exercises can be handed
@@ -450,17 +450,20 @@ def check_se_backward(fn):
 # ---- chapter 8 ------------------------------------------------------------------------------
 
 def check_compound_scaling(fn):
-    """Check ``fn(phi) -> (depth, width, resolution)`` multipliers of EfficientNet's compound
-    scaling, d = alpha^phi, w = beta^phi, r = gamma^phi with alpha=1.2, beta=1.1, gamma=1.15
-    (chosen so that alpha * beta^2 * gamma^2 ~ 2: FLOPs double with each step of phi)."""
+    """Check ``fn(phi) -> (depth, width, resolution)`` of EfficientNet's compound scaling
+    against :func:`tinymobilenet.models.compound_scaling`: depth and width multipliers
+    alpha^phi and beta^phi, resolution round(224 * gamma^phi), with alpha=1.2, beta=1.1,
+    gamma=1.15 (chosen so that alpha * beta^2 * gamma^2 ~ 2: FLOPs double per unit of phi)."""
+    from .models import compound_scaling
+
     def case(phi):
         got = fn(phi)
         if not isinstance(got, tuple) or len(got) != 3:
             raise _Mismatch("return a tuple (depth, width, resolution)")
-        want = np.array([1.2 ** phi, 1.1 ** phi, 1.15 ** phi])
         return _compare(f"(depth, width, resolution) at phi={phi}", np.array(got, dtype=float),
-                        want, 1e-9)
-    hint = "each multiplier is its constant to the power phi: alpha=1.2 (depth), beta=1.1 (width), gamma=1.15 (resolution)"
+                        np.array(compound_scaling(phi), dtype=float), 1e-9)
+    hint = ("depth = 1.2 ** phi, width = 1.1 ** phi, resolution = 224 * 1.15 ** phi rounded "
+            "to the nearest integer")
     return _run("check_compound_scaling", [
         (f"phi={phi}", hint, lambda phi=phi: case(phi)) for phi in (0, 1, 2, 3.5, 7)], tol=1e-9)
 
@@ -469,22 +472,25 @@ def check_compound_scaling(fn):
 
 def check_sgd_step(fn):
     """Check ``fn(w, grad, velocity, lr, momentum, weight_decay) -> (w, velocity)``, one step of
-    SGD with momentum and L2 weight decay as PyTorch writes it::
+    SGD with momentum and L2 weight decay, against :class:`tinymobilenet.optim.SGD` over a few
+    steps (the velocity starts at zero)::
 
         g = grad + weight_decay * w;   v = momentum * v + g;   w = w - lr * v
     """
+    from . import nn, optim
+
     def case(lr, mom, wd, steps, seed):
         rng = _rng(seed)
         w0 = rng.standard_normal(7)
         grads = rng.standard_normal((steps, 7))
         w, v = w0.copy(), np.zeros(7)
-        ws, vs = w0.copy(), np.zeros(7)
+        p = nn.Parameter(w0.copy())
+        reference = optim.SGD([p], lr=lr, momentum=mom, weight_decay=wd)
         for g in grads:
             w, v = fn(w.copy(), g.copy(), v.copy(), lr, mom, wd)
-            d = g + wd * ws                  # the rule written out, as in the docstring
-            vs = mom * vs + d
-            ws = ws - lr * vs
-        return max(_compare("w", w, ws, 1e-12), _compare("velocity", v, vs, 1e-12))
+            p.grad = g.copy()
+            reference.step()
+        return _compare("w after the last step", w, p.data, 1e-12)
     return _run("check_sgd_step", [
         ("plain SGD (momentum 0, no weight decay)", "w = w - lr * grad",
          lambda: case(0.1, 0.0, 0.0, 3, 0)),

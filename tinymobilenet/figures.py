@@ -125,21 +125,11 @@ def plot_alpha_rho():
 
 def v1_costs_by_type(alpha=1.0, resolution=224):
     """MobileNetV1's Mult-Adds and *weights* (no biases or BN, as in the paper's Table 2)
-    per layer type: ``{type: (macs, weights)}`` with the types of Table 2."""
-    from . import nn
-    s = _v1_summary(alpha, resolution)
-    names = {"PointwiseConv2d": "Conv 1x1", "DepthwiseConv2d": "Conv DW 3x3",
-             "Conv2d": "Conv 3x3", "Linear": "Fully connected"}
-    out = OrderedDict((v, [0, 0]) for v in names.values())
-    from . import models
-    model = models.mobilenet_v1(alpha=alpha)
-    modules = dict(model.named_modules())
-    for r in s.rows:
-        if r.type in names:
-            m = modules[r.name]
-            out[names[r.type]][0] += r.macs
-            out[names[r.type]][1] += m.weight.data.size if isinstance(m, (nn.Conv2d, nn.Linear)) else 0
-    return OrderedDict((k, tuple(v)) for k, v in out.items())
+    per layer type, from the counter: ``{Table 2 type: (macs, weights)}``."""
+    names = {"pointwise 1x1": "Conv 1x1", "depthwise 3x3": "Conv DW 3x3",
+             "conv 3x3": "Conv 3x3", "fully connected": "Fully connected"}
+    kinds = {kind: (macs, weights) for kind, _, macs, weights in _v1_summary(alpha, resolution).by_kind()}
+    return OrderedDict((name, kinds[kind]) for kind, name in names.items())
 
 
 def plot_v1_layer_costs():

@@ -161,8 +161,8 @@ def se_backward(dy, x, w1, b1, w2, b2):
 
 
 def compound_scaling(phi):
-    """EfficientNet's depth, width and resolution multipliers for coefficient phi."""
-    return 1.2 ** phi, 1.1 ** phi, 1.15 ** phi
+    """EfficientNet's depth and width multipliers and input resolution for coefficient phi."""
+    return 1.2 ** phi, 1.1 ** phi, int(round(224 * 1.15 ** phi))
 
 
 def sgd_step(w, grad, velocity, lr, momentum, weight_decay):
