@@ -367,7 +367,8 @@ def _fold(model):
 
 def summary(model, input_size=(1, 3, 224, 224), *, fold_bn: bool = False,
             run_kernels: bool = False, title: str | None = None) -> Summary:
-    """Count ``model`` for an input of ``input_size`` (N, C, H, W); returns a
+    """Count ``model`` for an input of ``input_size`` ((N, C, H, W) for image models,
+    (N, features) for the dense ones); returns a
     :class:`Summary` with one :class:`LayerCount` per module, in forward order.
 
     The model is walked once in eval mode with a zero input; every known layer returns a
@@ -377,9 +378,9 @@ def summary(model, input_size=(1, 3, 224, 224), *, fold_bn: bool = False,
     ``models.fold_batchnorm(model)`` instead (see the module docstring).
     """
     input_size = tuple(int(v) for v in input_size)
-    if len(input_size) != 4 or min(input_size) < 1:
-        raise ValueError(f"summary: input_size must be (N, C, H, W) of positive integers, "
-                         f"got {input_size}")
+    if not input_size or min(input_size) < 1:
+        raise ValueError(f"summary: input_size must be a shape of positive integers such as "
+                         f"(N, C, H, W) or (N, features), got {input_size}")
     if fold_bn:
         model = _fold(model)
     modules = dict(model.named_modules())

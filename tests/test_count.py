@@ -1,0 +1,365 @@
+"""The counter: hand-derived formulas for single layers, the papers' tables recomputed from
+the models, and the command line.
+
+The expectations are either formulas written out here from the layer's geometry or numbers
+printed in the papers (and torchvision's documented parameter counts); never numbers copied
+from the counter's own output.
+
+Where a paper's printed number is not the exact count rounded to its last digit, the test
+says so and checks what the paper's number can be explained by:
+
+* MobileNetV1 Table 7 prints 290 M for 160 x 160; the count is 290.68 M, which the paper
+  truncated (every other entry of Tables 6 and 7 is rounded: 569 from 568.74).
+  :func:`printed` accepts either rounding or truncation to the printed digit.
+* MobileNetV1 Table 2 gives the 3x3 conv 1.19 % of the Mult-Adds; the count is 1.91 %
+  (10.84 M of 568.74 M), the same two digits swapped. With 1.19 the four shares add up to
+  99.29 %, with 1.91 to 100.01 % (four roundings): the Mult-Add column does not add up as
+  printed.
+  Its parameter column (74.59 + 1.06 + 0.02 + 24.33) does add up to 100.00 %, and matches
+  the conv/FC *weights* (no biases, no BatchNorm) to the last digit.
+* MobileNetV1 Table 4 prints 4866 M for "Conv MobileNet"; the count is 4867.29 M. The
+  paper's number is what one gets without the 1.02 M of the fully connected layer
+  (4866.27 M), although the 569 M beside it includes that layer.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import json
+import math
+import subprocess
+import sys
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from tinymobilenet import count, nn
+from tinymobilenet.models import mobilenet_v1
+from tinymobilenet.models.mobilenet_v1 import V1_BLOCKS
+
+
+def printed(paper, exact):
+    """True if ``paper`` is ``exact`` rounded or truncated to the paper's last digit."""
+    return paper in (round(exact), math.floor(exact))
+
+
+def leaf(s, kind):
+    return [r for r in s.rows if r.kind == kind]
+
+
+# ---------------------------------------------------------------------------------------
+# single layers against hand-derived formulas
+# ---------------------------------------------------------------------------------------
+
+def out_size(size, K, stride, pad):
+    return (size + 2 * pad - K) // stride + 1
+
+
+@pytest.mark.parametrize("N,C_in,C_out,K,stride,pad,groups,H,W", [
+    (2, 6, 10, 3, 2, 1, 1, 9, 7),       # stride 2, odd non-square input
+    (1, 6, 12, 3, 2, 0, 3, 11, 8),      # grouped, stride 2, no padding
+    (3, 4, 8, 5, 1, 2, 2, 6, 6),        # grouped 5x5
+    (1, 8, 8, 3, 2, 1, 8, 10, 9),       # depthwise through Conv2d(groups=C)
+    (2, 5, 7, 1, 1, 0, 1, 4, 3),        # pointwise
+])
+def test_conv_macs_params_other_ops(N, C_in, C_out, K, stride, pad, groups, H, W):
+    conv = nn.Conv2d(C_in, C_out, K, stride, pad, groups=groups, bias=True)
+    s = count.summary(conv, (N, C_in, H, W))
+    Ho, Wo = out_size(H, K, stride, pad), out_size(W, K, stride, pad)
+    (r,) = s.rows
+    assert r.output_shape == (N, C_out, Ho, Wo)
+    assert r.macs == N * (C_in // groups) * K * K * C_out * Ho * Wo
+    assert r.params == C_out * (C_in // groups) * K * K + C_out
+    assert r.weights == C_out * (C_in // groups) * K * K
+    assert r.other_ops == N * C_out * Ho * Wo            # one bias add per output
+    assert s.total_flops == 2 * s.total_macs
+
+
+def test_depthwise_layer_counts_kxk_c_hout_wout():
+    N, C, K, stride, pad, H, W = 3, 8, 5, 2, 2, 10, 11
+    s = count.summary(nn.DepthwiseConv2d(C, K, stride, pad), (N, C, H, W))
+    Ho, Wo = out_size(H, K, stride, pad), out_size(W, K, stride, pad)
+    (r,) = s.rows
+    assert r.kind == "depthwise 5x5"
+    assert r.macs == K * K * C * Ho * Wo * N
+    assert r.params == C * K * K and r.other_ops == 0
+
+
+def test_depthwise_is_the_grouped_formula_with_groups_c():
+    a = count.summary(nn.DepthwiseConv2d(6, 3, 2, 1), (1, 6, 9, 9)).rows[0]
+    b = count.summary(nn.Conv2d(6, 6, 3, 2, 1, groups=6, bias=False), (1, 6, 9, 9)).rows[0]
+    assert (a.macs, a.params, a.kind) == (b.macs, b.params, b.kind)
+
+
+def test_kinds_of_convolutions():
+    rows = [count.summary(m, shape).rows[0] for m, shape in [
+        (nn.Conv2d(3, 8, 3, 2, 1), (1, 3, 8, 8)), (nn.PointwiseConv2d(3, 8), (1, 3, 8, 8)),
+        (nn.Conv2d(4, 8, 3, groups=2), (1, 4, 8, 8)), (nn.DepthwiseConv2d(4, 3), (1, 4, 8, 8)),
+        (nn.Linear(5, 2), (1, 5))]]
+    assert [r.kind for r in rows] == ["conv 3x3", "pointwise 1x1", "grouped 3x3",
+                                      "depthwise 3x3", "fully connected"]
+
+
+def test_linear_batchnorm_activation_pooling():
+    N, C, H, W, K = 2, 6, 5, 4, 3
+    net = nn.Sequential(nn.BatchNorm2d(C), nn.ReLU6(), nn.GlobalAvgPool2d(), nn.Flatten(),
+                        nn.Linear(C, K))
+    s = count.summary(net, (N, C, H, W))
+    bn, act, pool, flat, fc = [r for r in s.rows if r.is_leaf]
+    assert (bn.params, bn.buffers, bn.macs, bn.other_ops) == (2 * C, 2 * C + 1, 0, N * C * H * W)
+    assert (act.params, act.macs, act.other_ops) == (0, 0, N * C * H * W)
+    assert pool.output_shape == (N, C, 1, 1) and pool.other_ops == N * C * H * W
+    assert flat.output_shape == (N, C) and flat.other_ops == 0
+    assert fc.macs == N * C * K and fc.params == C * K + K and fc.other_ops == N * K
+    assert s.total_macs == N * C * K
+
+
+def test_squeeze_excitation_counts_its_fcs_and_its_own_pool_and_scale():
+    N, C, S, H, W = 2, 8, 3, 5, 6
+    s = count.summary(nn.SqueezeExcitation(C, S), (N, C, H, W))
+    se = s.rows[0]
+    fc1, fc2 = leaf(s, "SE 1x1")
+    assert se.other_ops == 2 * N * C * H * W and se.other_kind == "SE pool + scale"
+    assert fc1.macs == N * C * S and fc2.macs == N * S * C      # 1x1 convs on (N, C, 1, 1)
+    assert s.total_params == C * S + S + S * C + C
+
+
+@pytest.mark.parametrize("stride,C_out,adds", [(1, 8, True), (2, 8, False), (1, 16, False)])
+def test_inverted_residual_adds_only_with_a_skip(stride, C_out, adds):
+    N, C, H, W, t = 1, 8, 7, 7, 4
+    s = count.summary(nn.InvertedResidual(C, C_out, stride, expand_ratio=t), (N, C, H, W))
+    Ho = out_size(H, 3, stride, 1)
+    assert s.rows[0].other_ops == (N * C_out * Ho * Ho if adds else 0)
+    E = C * t
+    assert s.total_macs == N * (C * E * H * W + 9 * E * Ho * Ho + E * C_out * Ho * Ho)
+
+
+def test_shapes_without_kernels_equal_a_real_forward():
+    model = mobilenet_v1(alpha=0.25, num_classes=10)
+    blocks = nn.Sequential(nn.InvertedResidual(8, 8, 1, 3.0, se_channels=4, layout="v3"),
+                           nn.MBConv(8, 16, 2, 4.0, kernel_size=5))
+    for m, shape in [(model, (2, 3, 33, 31)), (blocks, (1, 8, 9, 9))]:
+        fast = count.summary(m, shape)
+        real = count.summary(m, shape, run_kernels=True)
+        assert [r.to_dict() for r in fast.rows] == [r.to_dict() for r in real.rows]
+
+
+def test_totals_agree_with_the_model_and_its_state_dict():
+    model = mobilenet_v1(alpha=0.5)
+    s = count.summary(model)
+    assert s.total_params == model.num_parameters()
+    assert s.total_params + s.total_buffers == sum(v.size for v in model.state_dict().values())
+    split = s.param_split()
+    assert split["weights"] + split["biases"] + split["batch norm"] == s.total_params
+
+
+def test_summary_leaves_the_model_as_it_was():
+    model = mobilenet_v1(alpha=0.25, num_classes=10).train()
+    before = model.state_dict()
+    count.summary(model, (1, 3, 32, 32))
+    assert model.training and "forward" not in vars(model.features[1])
+    after = model.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_bad_input_size_is_a_clear_error():
+    with pytest.raises(ValueError, match="input_size"):
+        count.summary(mobilenet_v1(alpha=0.25), (1, 3, 0, 224))
+    with pytest.raises(ValueError, match=r"expected input \(N, 3, H, W\), got \(1, 4, 32, 32\)"):
+        count.summary(mobilenet_v1(alpha=0.25), (1, 4, 32, 32))
+
+
+# ---------------------------------------------------------------------------------------
+# depthwise separable vs full convolution: 1/C_out + 1/K^2
+# ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_separable_mac_ratio_is_exactly_the_formula(alpha):
+    blocks = count.summary(mobilenet_v1(alpha=alpha)).separable_blocks()
+    assert len(blocks) == len(V1_BLOCKS)
+    c_in = int(32 * alpha)
+    for b, (c, s) in zip(blocks, V1_BLOCKS):
+        assert (b.in_channels, b.out_channels, b.stride) == (c_in, int(c * alpha), s)
+        assert Fraction(b.macs, b.full_macs) == Fraction(1, b.out_channels) + Fraction(1, 9)
+        # weights alone: the same ratio; with the depthwise BatchNorm, 2/(9 C_out) more
+        assert Fraction(b.weights, b.full_weights) == Fraction(1, b.out_channels) + Fraction(1, 9)
+        assert Fraction(b.params, b.full_params) == (
+            Fraction(1, b.out_channels) + Fraction(1, 9) + Fraction(2, 9 * b.out_channels))
+        c_in = b.out_channels
+
+
+def test_separable_pairs_in_inverted_residuals_skip_the_squeeze_excitation():
+    block = nn.InvertedResidual(8, 12, 2, 6.0, kernel_size=5, se_channels=4, layout="v3")
+    (b,) = count.summary(block, (1, 8, 10, 10)).separable_blocks()
+    assert (b.in_channels, b.out_channels, b.kernel_size) == (48, 12, 5)
+    assert b.ratio == Fraction(1, 12) + Fraction(1, 25)
+
+
+# ---------------------------------------------------------------------------------------
+# MobileNetV1 paper (Howard et al., 2017)
+# ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("alpha,mult_adds_m,params_m", [
+    (1.0, 569, 4.2), (0.75, 325, 2.6), (0.5, 149, 1.3), (0.25, 41, 0.5)])
+def test_v1_table6_width_multiplier(alpha, mult_adds_m, params_m):
+    s = count.summary(mobilenet_v1(alpha=alpha))
+    assert round(s.total_macs / 1e6) == mult_adds_m
+    assert round(s.total_params / 1e6, 1) == params_m
+
+
+@pytest.mark.parametrize("resolution,mult_adds_m", [(224, 569), (192, 418), (160, 290),
+                                                    (128, 186)])
+def test_v1_table7_resolution_multiplier(resolution, mult_adds_m):
+    s = count.summary(mobilenet_v1(), (1, 3, resolution, resolution))
+    assert printed(mult_adds_m, s.total_macs / 1e6)       # 160: 290.68 M printed 290
+    assert round(s.total_params / 1e6, 1) == 4.2          # resolution leaves params alone
+
+
+def test_v1_table7_160_is_truncated_not_rounded():
+    s = count.summary(mobilenet_v1(), (1, 3, 160, 160))
+    assert round(s.total_macs / 1e6) == 291 and math.floor(s.total_macs / 1e6) == 290
+
+
+def test_v1_table2_shares_per_layer_type():
+    s = count.summary(mobilenet_v1())
+    kinds = {k: (m, w) for k, _, m, w in s.by_kind()}
+    M, W = s.total_macs, s.total_weights
+    share = {k: (round(100 * m / M, 2), round(100 * w / W, 2)) for k, (m, w) in kinds.items()}
+    assert share["pointwise 1x1"] == (94.86, 74.59)
+    assert share["depthwise 3x3"] == (3.06, 1.06)
+    assert share["fully connected"] == (0.18, 24.33)
+    # the paper prints 1.19 % for the 3x3 conv's Mult-Adds: the count is 1.91 %
+    assert share["conv 3x3"] == (1.91, 0.02)
+    paper_macs = [94.86, 3.06, 1.19, 0.18]
+    paper_params = [74.59, 1.06, 0.02, 24.33]
+    assert round(sum(paper_macs), 2) == 99.29            # the printed column does not add up
+    assert round(sum(paper_params), 2) == 100.00
+    ours = sum(mac for mac, _ in share.values())
+    assert abs(ours - 100) <= 0.02                        # four roundings to 0.01 %
+    assert round(sum(paper_macs) - 1.19 + 1.91, 2) == round(ours, 2)
+
+
+def test_v1_table4_conv_mobilenet():
+    s = count.summary(mobilenet_v1())
+    base = count.standard_baseline(s)
+    assert round(base.total_params / 1e6, 1) == 29.3
+    assert round(s.total_macs / 1e6) == 569
+    # 4867.29 M counted; the paper's 4866 M is the count without the FC layer
+    fc = sum(m for k, _, m, _ in base.by_kind() if k == "fully connected")
+    assert round((base.total_macs - fc) / 1e6) == 4866
+    assert abs(base.total_macs / 1e6 - 4866) / 4866 < 3e-4
+    # every depthwise separable block became one full 3x3 conv
+    assert sum(n for k, n, _, _ in base.by_kind() if k == "conv 3x3") == 1 + len(V1_BLOCKS)
+    assert not any(k.startswith(("depthwise", "pointwise")) for k, *_ in base.by_kind())
+
+
+# ---------------------------------------------------------------------------------------
+# BatchNorm folded
+# ---------------------------------------------------------------------------------------
+
+def fold_batchnorm_or_skip():
+    models = importlib.import_module("tinymobilenet.models")
+    if not hasattr(models, "fold_batchnorm"):
+        pytest.skip("tinymobilenet.models.fold_batchnorm has not landed yet")
+
+
+def test_fold_bn_switch():
+    fold_batchnorm_or_skip()
+    model = mobilenet_v1(alpha=0.25, num_classes=10)
+    s = count.summary(model, (1, 3, 64, 64))
+    f = count.summary(model, (1, 3, 64, 64), fold_bn=True)
+    bn = s.param_split()["batch norm"]
+    assert f.total_macs == s.total_macs
+    assert f.param_split()["batch norm"] == 0 and f.total_buffers == 0
+    assert f.total_params == s.total_params - bn // 2     # gamma, beta -> one bias
+    other = dict(s.other_by_kind())
+    assert dict(f.other_by_kind())["bias add"] == other["bias add"] + other["batch norm"]
+
+
+# ---------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------
+
+def run_cli(capsys, *argv):
+    code = count.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--alpha", "0"], "--alpha must be in"),
+    (["--alpha", "-1"], "--alpha must be in"),
+    (["--alpha", "nan"], "--alpha"),
+    (["--alpha", "abc"], "--alpha"),
+    (["--model", "resnet50"], "--model"),
+    (["--resolution", "0"], "--resolution must be in"),
+    (["--rho", "0"], "--rho must be > 0"),
+    (["--resolution", "192", "--rho", "0.5"], "not allowed with"),
+    (["--num-classes", "0"], "--num-classes must be >= 1"),
+    (["--format", "xml"], "--format"),
+])
+def test_cli_bad_arguments_print_one_line_and_exit_2(capsys, argv, message):
+    with pytest.raises(SystemExit) as e:
+        count.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err
+    assert "Traceback" not in err
+
+
+def test_cli_json(capsys):
+    code, out, _ = run_cli(capsys, "--alpha", "0.25", "--rho", "0.5714", "--format", "json")
+    d = json.loads(out)
+    assert code == 0 and d["input_size"] == [1, 3, 128, 128]
+    model = mobilenet_v1(alpha=0.25)
+    assert d["total_params"] == model.num_parameters()
+    assert d["total_macs"] == sum(layer["macs"] for layer in d["layers"])
+    assert d["total_flops"] == 2 * d["total_macs"]
+    assert {"name", "type", "output_shape", "params", "macs", "other_ops"} <= set(d["layers"][0])
+
+
+def test_cli_default_output_teaches_where_the_cost_goes(capsys):
+    _, out, _ = run_cli(capsys, "--alpha", "0.5")
+    for text in ("Where the cost goes", "depthwise 3x3", "pointwise 1x1", "fully connected",
+                 "FLOPs = 2 x MACs", "buffers", "other ops", "1/32 + 1/9",
+                 "exactly for every block", "all 13 blocks"):
+        assert text in out
+    assert "Layer (type:depth-idx)" not in out           # the per-layer table is opt-in
+
+
+def test_cli_per_layer_markdown_csv(capsys):
+    _, out, _ = run_cli(capsys, "--alpha", "0.25", "--resolution", "32", "--per-layer")
+    assert "Layer (type:depth-idx)" in out and "│    └─DepthwiseConv2d: " in out
+    _, md, _ = run_cli(capsys, "--alpha", "0.25", "--resolution", "32", "--format", "markdown")
+    assert "| layer type |" in md
+    _, text, _ = run_cli(capsys, "--alpha", "0.25", "--resolution", "32", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert sum(int(r["macs"]) for r in rows) == count.summary(
+        mobilenet_v1(alpha=0.25), (1, 3, 32, 32)).total_macs
+
+
+def test_cli_baseline_standard(capsys):
+    _, out, _ = run_cli(capsys, "--baseline", "standard", "--format", "json")
+    b = json.loads(out)["baseline"]
+    assert round(b["total_params"] / 1e6, 1) == 29.3
+    assert abs(b["total_macs"] / 1e6 - 4866) < 1.5
+    _, text, _ = run_cli(capsys, "--baseline", "standard")
+    assert "Full convolutions / depthwise separable" in text
+
+
+@pytest.mark.slow
+def test_python_dash_m_runs():
+    r = subprocess.run([sys.executable, "-m", "tinymobilenet.count", "--alpha", "0.5"],
+                       capture_output=True, text=True, timeout=60)
+    macs = count.summary(mobilenet_v1(alpha=0.5)).total_macs
+    assert r.returncode == 0 and f"{macs:,}" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "tinymobilenet.count", "--alpha", "-1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    help_ = subprocess.run([sys.executable, "-m", "tinymobilenet.count", "--help"],
+                           capture_output=True, text=True, timeout=60).stdout
+    for tool in ("fvcore", "ptflops", "thop", "torchinfo", "FLOPs"):
+        assert tool in help_
