@@ -25,7 +25,6 @@ says so and checks what the paper's number can be explained by:
 from __future__ import annotations
 
 import csv
-import importlib
 import io
 import json
 import math
@@ -36,7 +35,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from tinymobilenet import count, nn
+from tinymobilenet import count, models, nn
 from tinymobilenet.models import mobilenet_v1
 from tinymobilenet.models.mobilenet_v1 import V1_BLOCKS
 
@@ -141,7 +140,8 @@ def test_shapes_without_kernels_equal_a_real_forward():
     model = mobilenet_v1(alpha=0.25, num_classes=10)
     blocks = nn.Sequential(nn.InvertedResidual(8, 8, 1, 3.0, se_channels=4, layout="v3"),
                            nn.MBConv(8, 16, 2, 4.0, kernel_size=5))
-    for m, shape in [(model, (2, 3, 33, 31)), (blocks, (1, 8, 9, 9))]:
+    dense = models.dense.efficientnet(16, base_dim=8, num_classes=3)
+    for m, shape in [(model, (2, 3, 33, 31)), (blocks, (1, 8, 9, 9)), (dense, (4, 16))]:
         fast = count.summary(m, shape)
         real = count.summary(m, shape, run_kernels=True)
         assert [r.to_dict() for r in fast.rows] == [r.to_dict() for r in real.rows]
@@ -260,14 +260,7 @@ def test_v1_table4_conv_mobilenet():
 # BatchNorm folded
 # ---------------------------------------------------------------------------------------
 
-def fold_batchnorm_or_skip():
-    models = importlib.import_module("tinymobilenet.models")
-    if not hasattr(models, "fold_batchnorm"):
-        pytest.skip("tinymobilenet.models.fold_batchnorm has not landed yet")
-
-
 def test_fold_bn_switch():
-    fold_batchnorm_or_skip()
     model = mobilenet_v1(alpha=0.25, num_classes=10)
     s = count.summary(model, (1, 3, 64, 64))
     f = count.summary(model, (1, 3, 64, 64), fold_bn=True)

@@ -290,7 +290,7 @@ def _leaf_shape(m, shape):
             raise ValueError(f"{m._label()}: expected input (N, {m.in_channels}, H, W), "
                              f"got {tuple(shape)}")
         return m.output_shape(shape)
-    if isinstance(m, nn.Linear):
+    if isinstance(m, (nn.Linear, nn.GroupedLinear)):
         if len(shape) != 2 or shape[1] != m.in_features:
             raise ValueError(f"{m._label()}: expected input (N, {m.in_features}), "
                              f"got {tuple(shape)}")
@@ -323,10 +323,13 @@ def _leaf_cost(row, m, parent, in_shape, out_shape):
         row.stride, row.groups = m.stride, m.groups
         if has_bias:
             row.other_ops, row.other_kind = out_elems, "bias add"
-    elif isinstance(m, nn.Linear):
-        row.kind = "fully connected"
-        row.macs = in_shape[0] * m.in_features * m.out_features
+    elif isinstance(m, (nn.Linear, nn.GroupedLinear)):
+        groups = getattr(m, "groups", 1)
+        row.kind = ("SE fc" if isinstance(parent, nn.DenseSqueezeExcitation)
+                    else "grouped dense" if groups > 1 else "fully connected")
+        row.macs = in_shape[0] * (m.in_features // groups) * m.out_features
         row.weights = m.weight.data.size
+        row.in_channels, row.out_channels, row.groups = m.in_features, m.out_features, groups
         if has_bias:
             row.other_ops, row.other_kind = out_elems, "bias add"
     elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
@@ -350,9 +353,31 @@ def _own_cost(row, m, in_shape, out_shape):
     if isinstance(m, nn.SqueezeExcitation):
         row.other_ops = 2 * int(np.prod(in_shape))      # mean over H, W; then x * scale
         row.other_kind = "SE pool + scale"
+    elif isinstance(m, nn.DenseSqueezeExcitation):
+        row.other_ops = int(np.prod(in_shape))          # x * scale (no pooling on vectors)
+        row.other_kind = "SE scale"
     elif getattr(m, "use_res_connect", False):
         row.other_ops = int(np.prod(out_shape))
         row.other_kind = "residual add"
+
+
+def _container_shapes(m, x):
+    """The forward of the blocks that compute something themselves, with that computation
+    (a mean, a product, a sum) replaced by its output shape; their children still run, so
+    they are counted. None for any other container, whose own forward then runs (it only
+    routes arrays between children). ``run_kernels=True`` checks this against the real
+    forwards (tests/test_count.py)."""
+    if isinstance(m, nn.SqueezeExcitation):
+        pooled = np.zeros(x.shape[:2] + (1, 1), x.dtype)
+        m.scale_activation(m.fc2(m.activation(m.fc1(pooled))))
+        return np.zeros(x.shape, x.dtype)
+    if isinstance(m, nn.DenseSqueezeExcitation):
+        m.scale_activation(m.fc2(m.activation(m.fc1(x))))
+        return np.zeros(x.shape, x.dtype)
+    if isinstance(m, nn.InvertedResidual):
+        y = m._body(x)
+        return m._skip(y) if m.use_res_connect and m._skip is not None else y
+    return None
 
 
 def _fold(model):
@@ -399,8 +424,14 @@ def summary(model, input_size=(1, 3, 224, 224), *, fold_bn: bool = False,
                              buffers=sum(np.size(getattr(m, b)) for b in m._buffers),
                              is_leaf=leaf)
             rows.append(row)
-            shape = _leaf_shape(m, x.shape) if leaf and not run_kernels else None
-            y = np.zeros(shape, x.dtype) if shape is not None else fwd(x)
+            y = None
+            if not run_kernels and leaf:
+                shape = _leaf_shape(m, x.shape)
+                y = None if shape is None else np.zeros(shape, x.dtype)
+            elif not run_kernels:
+                y = _container_shapes(m, x)
+            if y is None:
+                y = fwd(x)
             row.output_shape = tuple(int(v) for v in y.shape)
             if leaf:
                 _leaf_cost(row, m, parent, x.shape, y.shape)
