@@ -257,6 +257,61 @@ def test_v1_table4_conv_mobilenet():
 
 
 # ---------------------------------------------------------------------------------------
+# MobileNetV2, V3, EfficientNet: papers and torchvision's documented parameter counts
+# ---------------------------------------------------------------------------------------
+
+def test_v2_paper_and_torchvision():
+    """V2 paper (Table 4): 300 M Mult-Adds, 3.4 M params. The count is 300.77 M (printed
+    truncated) and 3,504,872 params (torchvision's number); the paper's 3.4 M is the conv/FC
+    weights, 3.47 M, truncated: with biases and BatchNorm the count rounds to 3.5 M."""
+    s = count.summary(models.mobilenet_v2())
+    assert printed(300, s.total_macs / 1e6)
+    assert s.total_params == 3_504_872
+    assert printed(34, s.total_weights / 1e5) and round(s.total_params / 1e5) == 35
+
+
+def test_v3_large_torchvision_and_release():
+    """torchvision: 5,483,032 params; the TensorFlow release table: 217 M MACs, 5.4 M
+    params (5.48 M, printed truncated)."""
+    s = count.summary(models.mobilenet_v3_large())
+    assert s.total_params == 5_483_032
+    assert round(s.total_macs / 1e6) == 217 and printed(54, s.total_params / 1e5)
+
+
+def test_v3_small_torchvision_and_paper():
+    """torchvision: 2,542,856 params. The final paper revision prints 56 M Mult-Adds and
+    2.5 M params for this architecture (56.51 M counted, printed truncated). The first
+    revision's 66 M and 2.9 M belong to an earlier V3-Small (also in the TensorFlow release
+    table), not to the network built here."""
+    s = count.summary(models.mobilenet_v3_small())
+    assert s.total_params == 2_542_856
+    assert printed(56, s.total_macs / 1e6) and round(s.total_params / 1e6, 1) == 2.5
+    assert abs(s.total_macs / 1e6 - 66) > 5
+
+
+def test_efficientnet_b0_paper_and_torchvision():
+    """EfficientNet paper (Table 2): B0 5.3 M params, 0.39 B "FLOPs", which are MACs (the
+    count is 0.386 B MACs; 2 x MACs would be 0.77 B). torchvision: 5,288,548 params."""
+    s = count.summary(models.efficientnet_b0())
+    assert s.total_params == 5_288_548
+    assert round(s.total_macs / 1e9, 2) == 0.39 and round(s.total_params / 1e6, 1) == 5.3
+
+
+@pytest.mark.slow
+def test_efficientnet_b7_at_600_is_counted_quickly():
+    """Paper: B7 66 M params, 37 B FLOPs (MACs); counted 66.35 M and 37.75 B (printed
+    truncated). Counting walks shapes only: no 600 x 600 convolution is run."""
+    import time
+    model = models.efficientnet_b7()
+    t = time.perf_counter()
+    res = count.default_resolution("efficientnet_b7")
+    s = count.summary(model, (1, 3, res, res))
+    assert time.perf_counter() - t < 5
+    assert s.input_size == (1, 3, 600, 600)
+    assert round(s.total_params / 1e6) == 66 and printed(37, s.total_macs / 1e9)
+
+
+# ---------------------------------------------------------------------------------------
 # BatchNorm folded
 # ---------------------------------------------------------------------------------------
 
@@ -341,6 +396,25 @@ def test_cli_baseline_standard(capsys):
     assert abs(b["total_macs"] / 1e6 - 4866) < 1.5
     _, text, _ = run_cli(capsys, "--baseline", "standard")
     assert "Full convolutions / depthwise separable" in text
+
+
+def test_cli_alpha_is_each_models_width_multiplier(capsys):
+    _, out, _ = run_cli(capsys, "--model", "mobilenet_v3_small", "--alpha", "0.75",
+                        "--format", "json")
+    d = json.loads(out)
+    want = count.summary(models.mobilenet_v3_small(width_mult=0.75))
+    assert (d["total_macs"], d["total_params"]) == (want.total_macs, want.total_params)
+    assert "width_mult=0.75" in d["title"]
+
+
+def test_cli_efficientnet_refuses_alpha_and_uses_its_own_resolution(capsys):
+    with pytest.raises(SystemExit) as e:
+        count.main(["--model", "efficientnet_b0", "--alpha", "0.5"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "compound scaling" in err
+    _, out, _ = run_cli(capsys, "--model", "efficientnet_b3", "--rho", "0.5", "--format", "json")
+    assert json.loads(out)["input_size"] == [1, 3, 150, 150]     # B3 is meant for 300 px
 
 
 @pytest.mark.slow

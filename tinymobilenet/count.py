@@ -822,4 +822,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:            # e.g. piped into `head`: stop quietly
+        sys.stderr.close()
+        sys.exit(1)
