@@ -23,8 +23,8 @@ Conventions (those of the MobileNet papers, whose "Mult-Adds" are MACs):
 
 How other counters differ (most print MACs under the name "FLOPs"):
   fvcore     FlopCountAnalysis counts one fused multiply-add as one "flop": its FLOPs are
-             MACs. Convolutions, matmuls and linears only by default; BatchNorm,
-             activations, pooling and adds are skipped or counted separately.
+             MACs, with BatchNorm and adaptive average pooling added into the same total
+             by default; activations, residual adds and SE products are skipped.
   ptflops    get_model_complexity_info returns MACs (printed "GMac"), but adds bias,
              BatchNorm (2 per element), activations and pooling into the same total, so it
              is a little higher than the papers' Mult-Adds.
