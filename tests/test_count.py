@@ -34,6 +34,8 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tinymobilenet import count, models, nn
 from tinymobilenet.models import mobilenet_v1
@@ -75,6 +77,19 @@ def test_conv_macs_params_other_ops(N, C_in, C_out, K, stride, pad, groups, H, W
     assert r.weights == C_out * (C_in // groups) * K * K
     assert r.other_ops == N * C_out * Ho * Wo            # one bias add per output
     assert s.total_flops == 2 * s.total_macs
+
+
+@settings(max_examples=30, deadline=None)
+@given(N=st.integers(1, 2), g=st.integers(1, 3), cin=st.integers(1, 3), cout=st.integers(1, 3),
+       K=st.sampled_from([1, 2, 3, 5]), stride=st.integers(1, 3), pad=st.integers(0, 2),
+       H=st.integers(5, 12), W=st.integers(5, 12))
+def test_conv_counts_from_shapes_match_a_real_forward(N, g, cin, cout, K, stride, pad, H, W):
+    conv = nn.Conv2d(g * cin, g * cout, K, stride, pad, groups=g, bias=False)
+    fast = count.summary(conv, (N, g * cin, H, W)).rows[0]
+    real = count.summary(conv, (N, g * cin, H, W), run_kernels=True).rows[0]
+    Ho, Wo = out_size(H, K, stride, pad), out_size(W, K, stride, pad)
+    assert fast == real and fast.output_shape == (N, g * cout, Ho, Wo)
+    assert fast.macs == N * cin * K * K * g * cout * Ho * Wo
 
 
 def test_depthwise_layer_counts_kxk_c_hout_wout():
@@ -154,6 +169,20 @@ def test_totals_agree_with_the_model_and_its_state_dict():
     assert s.total_params + s.total_buffers == sum(v.size for v in model.state_dict().values())
     split = s.param_split()
     assert split["weights"] + split["biases"] + split["batch norm"] == s.total_params
+
+
+def test_parameters_of_modules_forward_never_calls_are_still_counted():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.unused = nn.Conv2d(3, 4, 3), nn.Linear(5, 6)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    s = count.summary(Net(), (1, 3, 8, 8))
+    assert s.total_params == 3 * 4 * 9 + 4 + 5 * 6 + 6
+    assert s.rows[-1].name == "(not called by forward)"
 
 
 def test_summary_leaves_the_model_as_it_was():

@@ -630,23 +630,38 @@ def render_layers(s: Summary, fmt="table") -> str:
     return "\n".join([rule, head, rule, rest, rule, *foot, rule])
 
 
-def render_csv(s: Summary) -> str:
+def render_csv(*summaries: Summary) -> str:
+    """One CSV row per layer of each summary; the first column names the network."""
     buf = io.StringIO()
     cols = ["name", "type", "depth", "output_shape", "params", "buffers", "macs", "other_ops",
             "kind", "other_kind", "weights"]
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols)
-    for r in s.rows:
-        w.writerow([_shape(r.output_shape) if c == "output_shape" else getattr(r, c)
-                    for c in cols])
+    w.writerow(["network"] + cols)
+    for s in summaries:
+        for r in s.rows:
+            w.writerow([s.title] + [_shape(r.output_shape) if c == "output_shape"
+                                    else getattr(r, c) for c in cols])
     return buf.getvalue().rstrip("\n")
 
 
+def headline(s: Summary) -> str:
+    """One sentence: the totals and the layer types that dominate MACs and weights."""
+    line = f"{_m(s.total_macs)} MACs ({_m(s.total_flops)} FLOPs), {s.total_params / 1e6:.2f} M params"
+    kinds = s.by_kind()
+    if kinds and s.total_macs and s.total_weights:
+        k_m = max(kinds, key=lambda k: k[2])
+        k_w = max(kinds, key=lambda k: k[3])
+        line += f": {k_m[0]} layers do {_pct(k_m[2], s.total_macs)} of the MACs"
+        line += (" and" if k_w is k_m else f", {k_w[0]} layers") + (
+            f" hold {_pct(k_w[3], s.total_weights)} of the weights")
+    return line + "."
+
+
 def render(s: Summary, fmt="table", per_layer=False) -> str:
-    """The default report: breakdown by layer type, then the separable-vs-full table;
-    ``per_layer`` adds the per-layer table."""
+    """The default report: a headline, the breakdown by layer type, then the
+    separable-vs-full table; ``per_layer`` adds the per-layer table."""
     h = "## " if fmt == "markdown" else ""
-    parts = [f"{h}{s.title}, input {_shape(s.input_size)}", "",
+    parts = [f"{h}{s.title}, input {_shape(s.input_size)}", headline(s), "",
              f"{h}Where the cost goes", render_breakdown(s, fmt), "",
              f"{h}Depthwise separable vs full K x K convolution of the same shape",
              render_separable(s, fmt)]
@@ -803,10 +818,7 @@ def main(argv=None):
                                          for k, n, m, w in base.by_kind()]}
         print(json.dumps(d, indent=1))
     elif a.format == "csv":
-        print(render_csv(s))
-        if base is not None:
-            print()
-            print(render_csv(base))
+        print(render_csv(*([s] if base is None else [s, base])))
     else:
         print(render(s, a.format, a.per_layer))
         if base is not None:
