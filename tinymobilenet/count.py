@@ -143,9 +143,6 @@ class SeparableBlock:
         return d
 
 
-MAC_KINDS_ORDER = ("conv", "depthwise", "grouped", "pointwise", "SE", "fully connected")
-
-
 @dataclass
 class Summary:
     """Rows in forward order (containers before their children, like torchinfo), and
@@ -295,7 +292,7 @@ def _leaf_shape(m, shape):
             raise ValueError(f"{m._label()}: expected input (N, {m.in_features}), "
                              f"got {tuple(shape)}")
         return (shape[0], m.out_features)
-    if isinstance(m, nn.BatchNorm2d) or isinstance(m, nn.BatchNorm1d):
+    if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
         if shape[1] != m.num_features:
             raise ValueError(f"{m._label()}: expected {m.num_features} channels, "
                              f"got input {tuple(shape)}")
@@ -646,7 +643,8 @@ def render_csv(*summaries: Summary) -> str:
 
 def headline(s: Summary) -> str:
     """One sentence: the totals and the layer types that dominate MACs and weights."""
-    line = f"{_m(s.total_macs)} MACs ({_m(s.total_flops)} FLOPs), {s.total_params / 1e6:.2f} M params"
+    line = (f"{_m(s.total_macs)} MACs ({_m(s.total_flops)} FLOPs), "
+            f"{s.total_params / 1e6:.2f} M params")
     kinds = s.by_kind()
     if kinds and s.total_macs and s.total_weights:
         k_m = max(kinds, key=lambda k: k[2])
@@ -823,7 +821,11 @@ def main(argv=None):
         print(render(s, a.format, a.per_layer))
         if base is not None:
             h = "## " if a.format == "markdown" else ""
-            print(f"\n{h}Baseline: {base.title} (MobileNetV1 paper's 'Conv MobileNet')")
+            print(f"\n{h}Baseline: {base.title}")
+            print(textwrap.fill(
+                "Every depthwise conv and the 1x1 conv after it (with any squeeze-excitation "
+                "between them) replaced by one full K x K conv; for MobileNetV1 this is the "
+                "paper's 'Conv MobileNet' (Table 4).", 100) + "\n")
             print(render_breakdown(base, a.format))
             print(f"\n{h}Full convolutions / depthwise separable\n"
                   f"MACs:   {base.total_macs / s.total_macs:.2f}x  "
