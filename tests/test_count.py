@@ -340,6 +340,27 @@ def test_efficientnet_b7_at_600_is_counted_quickly():
     assert round(s.total_params / 1e6) == 66 and printed(37, s.total_macs / 1e9)
 
 
+@pytest.mark.torch
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
+                                  "efficientnet_b0"])
+def test_flops_and_params_agree_with_torch_flop_counter(name):
+    """PyTorch's own counter (torch.utils.flop_counter, 2 FLOPs per multiply-accumulate of
+    convolutions and matmuls) on torchvision's model, built on the meta device so nothing
+    is computed."""
+    torch = pytest.importorskip("torch")
+    tv_models = pytest.importorskip("torchvision.models")
+    from torch.utils.flop_counter import FlopCounterMode
+    with torch.device("meta"):
+        ref = getattr(tv_models, name)().eval()
+        x = torch.zeros(1, 3, 224, 224)
+    with FlopCounterMode(display=False) as flops:
+        ref(x)
+    s = count.summary(models.get_model(name))
+    assert s.total_flops == flops.get_total_flops()
+    assert s.total_params == sum(p.numel() for p in ref.parameters())
+
+
 # ---------------------------------------------------------------------------------------
 # BatchNorm folded
 # ---------------------------------------------------------------------------------------
