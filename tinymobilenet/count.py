@@ -146,7 +146,8 @@ class SeparableBlock:
 @dataclass
 class Summary:
     """Rows in forward order (containers before their children, like torchinfo), and
-    totals. ``title`` names the network; ``input_size`` is (N, C, H, W)."""
+    totals. ``title`` names the network; ``input_size`` is the input shape counted,
+    (N, C, H, W) for the image models."""
     rows: list
     input_size: tuple
     title: str = "model"
