@@ -18,7 +18,7 @@ says so and checks what the paper's number can be explained by:
   Its parameter column (74.59 + 1.06 + 0.02 + 24.33) does add up to 100.00 %, and matches
   the conv/FC *weights* (no biases, no BatchNorm) to the last digit.
 * MobileNetV1 Table 4 prints 4866 M for "Conv MobileNet"; the count is 4867.29 M. The
-  paper's number is what one gets without the 1.02 M of the fully connected layer
+  paper's number matches the count without the 1.02 M of the fully connected layer
   (4866.27 M), although the 569 M beside it includes that layer.
 """
 
@@ -310,8 +310,8 @@ def test_v3_large_torchvision_and_release():
 def test_v3_small_torchvision_and_paper():
     """torchvision: 2,542,856 params. The final paper revision prints 56 M Mult-Adds and
     2.5 M params for this architecture (56.51 M counted, printed truncated). The first
-    revision's 66 M and 2.9 M belong to an earlier V3-Small (also in the TensorFlow release
-    table), not to the network built here."""
+    revision printed 66 M and 2.9 M (so does the TensorFlow release table): numbers that
+    this network, torchvision's, does not have."""
     s = count.summary(models.mobilenet_v3_small())
     assert s.total_params == 2_542_856
     assert printed(56, s.total_macs / 1e6) and round(s.total_params / 1e6, 1) == 2.5
