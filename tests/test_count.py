@@ -396,7 +396,9 @@ def run_cli(capsys, *argv):
     (["--resolution", "0"], "--resolution must be in"),
     (["--rho", "0"], "--rho must be > 0"),
     (["--resolution", "192", "--rho", "0.5"], "not allowed with"),
-    (["--num-classes", "0"], "--num-classes must be >= 1"),
+    (["--num-classes", "0"], "--num-classes must be in"),
+    (["--alpha", "1e6"], "--alpha must be in"),
+    (["--resolution", "100000"], "--resolution must be in"),
     (["--format", "xml"], "--format"),
 ])
 def test_cli_bad_arguments_print_one_line_and_exit_2(capsys, argv, message):

@@ -679,6 +679,7 @@ _RESOLUTION = {"efficientnet_b1": 240, "efficientnet_b2": 260, "efficientnet_b3"
                "efficientnet_b7": 600}
 MAX_ALPHA = 4.0          # the papers use 0.25 ... 1.4; 4 keeps the weights in memory
 MAX_RESOLUTION = 2048
+MAX_CLASSES = 100_000     # the classifier's weights are built, so keep them in memory
 
 
 def _models():
@@ -751,7 +752,8 @@ def build_parser():
     g.add_argument("--rho", type=_number(float), default=None, metavar="P",
                    help="resolution multiplier: input size round(P x default), "
                         "e.g. 0.857 -> 192 for MobileNetV1")
-    p.add_argument("--num-classes", type=_number(int), default=1000, metavar="K")
+    p.add_argument("--num-classes", type=_number(int), default=1000, metavar="K",
+                   help="classes of the final layer (default 1000, ImageNet)")
     p.add_argument("--per-layer", action="store_true",
                    help="also print every layer (torchinfo's layout)")
     p.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table",
@@ -770,8 +772,8 @@ def _resolve(p, a):
     """Checked (model kwargs, resolution) from parsed arguments; p.error() otherwise."""
     names, get, models = _models()
     kwargs = {"num_classes": a.num_classes}
-    if a.num_classes < 1:
-        p.error(f"--num-classes must be >= 1, got {a.num_classes}")
+    if not 1 <= a.num_classes <= MAX_CLASSES:
+        p.error(f"--num-classes must be in 1..{MAX_CLASSES:,}, got {a.num_classes}")
     if a.alpha is not None:
         if not 0 < a.alpha <= MAX_ALPHA:
             p.error(f"--alpha must be in (0, {MAX_ALPHA:g}], got {a.alpha:g}")
