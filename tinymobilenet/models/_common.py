@@ -28,6 +28,15 @@ def check_options(model: str, num_classes=1000, dropout=0.0, width_mult=None,
                          f"got {stochastic_depth_prob!r}")
 
 
+def _normal(rng, std, like):
+    """N(0, std^2) shaped and typed like ``like``, drawn directly in float32 when it is
+    (half the memory traffic of drawing float64 and casting: B7 has 66 M weights)."""
+    dtype = like.dtype if like.dtype in (np.float32, np.float64) else np.float64
+    out = rng.standard_normal(like.shape, dtype=dtype)
+    out *= std
+    return out.astype(like.dtype, copy=False)
+
+
 def torchvision_init(model: nn.Module, rng: np.random.Generator, linear: str = "normal"):
     """Re-draw a model's weights the way torchvision's MobileNetV2/V3 and EfficientNet do.
 
@@ -45,7 +54,7 @@ def torchvision_init(model: nn.Module, rng: np.random.Generator, linear: str = "
         if isinstance(m, nn.Conv2d):
             w = m.weight.data
             fan_out = w.shape[0] * w.shape[2] * w.shape[3]
-            m.weight.data = rng.normal(0.0, np.sqrt(2.0 / fan_out), w.shape).astype(w.dtype)
+            m.weight.data = _normal(rng, np.sqrt(2.0 / fan_out), w)
             if m.bias is not None:
                 m.bias.data = np.zeros_like(m.bias.data)
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
@@ -54,11 +63,10 @@ def torchvision_init(model: nn.Module, rng: np.random.Generator, linear: str = "
         elif isinstance(m, nn.Linear):
             w = m.weight.data
             if linear == "normal":
-                new = rng.normal(0.0, 0.01, w.shape)
+                m.weight.data = _normal(rng, 0.01, w)
             else:
                 bound = 1.0 / np.sqrt(w.shape[0])
-                new = rng.uniform(-bound, bound, w.shape)
-            m.weight.data = new.astype(w.dtype)
+                m.weight.data = rng.uniform(-bound, bound, w.shape).astype(w.dtype)
             if m.bias is not None:
                 m.bias.data = np.zeros_like(m.bias.data)
     model.zero_grad()
