@@ -16,6 +16,8 @@ import pytest
 from tinymobilenet import gradcheck, models, nn
 from tinymobilenet.models.efficientnet import EfficientNet
 
+from conftest import randn
+
 DATA = Path(__file__).parent / "data"
 
 with gzip.open(DATA / "torchvision_state_dicts.json.gz", "rt") as f:
@@ -35,10 +37,6 @@ BN_CONFIG = {"mobilenet_v2": (1e-5, 0.1), "mobilenet_v3_small": (1e-3, 0.01),
              "mobilenet_v3_large": (1e-3, 0.01),
              **{f"efficientnet_b{i}": (1e-5, 0.1) for i in range(5)},
              **{f"efficientnet_b{i}": (1e-3, 0.01) for i in range(5, 8)}}
-
-
-def randn(*shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape)
 
 
 def build(ref_name, **kwargs):
