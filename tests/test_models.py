@@ -59,7 +59,8 @@ def test_state_dict_params_and_forward_match_torchvision(ref_name):
     got = [(k, list(v.shape)) for k, v in model.state_dict().items()]
     expected = [(k, s) for k, s in REFERENCE[ref_name]["state_dict"]]
     first_diff = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), None)
-    assert first_diff is None, f"{ref_name}: entry {first_diff}: {got[first_diff]} != {expected[first_diff]}"
+    assert first_diff is None, (f"{ref_name}: entry {first_diff}: ours {got[first_diff]}, "
+                                f"torchvision {expected[first_diff]}")
     assert len(got) == len(expected)
     assert model.num_parameters() == REFERENCE[ref_name]["trainable_params"]
     eps, momentum = BN_CONFIG[BUILD[ref_name]["name"]]

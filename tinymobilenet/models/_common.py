@@ -22,8 +22,8 @@ def check_options(model: str, num_classes=1000, dropout=0.0, width_mult=None,
         raise ValueError(f"{model}: dropout must be in [0, 1), got {dropout!r}")
     if width_mult is not None and not (isinstance(width_mult, (int, float)) and width_mult > 0):
         raise ValueError(f"{model}: width_mult must be > 0, got {width_mult!r}")
-    if stochastic_depth_prob is not None and not (
-            isinstance(stochastic_depth_prob, (int, float)) and 0.0 <= stochastic_depth_prob <= 1.0):
+    p = stochastic_depth_prob
+    if p is not None and not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0):
         raise ValueError(f"{model}: stochastic_depth_prob must be in [0, 1], "
                          f"got {stochastic_depth_prob!r}")
 
@@ -87,6 +87,15 @@ class ImageClassifier(nn.Module):
 
     def _label(self):
         return self.name
+
+    def _assemble(self, layers, classifier, rng, linear="normal"):
+        """Set the children from the ``features`` layers and the ``classifier`` layers
+        (``classifier[0]`` sees the pooled features), then draw torchvision's weights."""
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.GlobalAvgPool2d()
+        self.flatten = nn.Flatten()
+        self.classifier = nn.Sequential(*classifier)
+        torchvision_init(self, rng, linear)
 
     def forward(self, x):
         # check here so a wrong image gets an error naming the model, not its first conv

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 
 from .. import nn
-from ._common import ImageClassifier, check_options, torchvision_init
+from ._common import ImageClassifier, check_options
 
 __all__ = ["EfficientNet", "EFFICIENTNET_PARAMS", "EFFICIENTNET_STAGES", "compound_scaling",
            "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
@@ -142,13 +142,9 @@ class EfficientNet(ImageClassifier):
         head = 4 * c_last
         layers.append(nn.Conv2dNormActivation(c_last, head, 1, activation_layer=nn.SiLU,
                                               rng=rng, **norm))
-        self.features = nn.Sequential(*layers)
-        self.avgpool = nn.GlobalAvgPool2d()
-        self.flatten = nn.Flatten()
-        self.classifier = nn.Sequential(nn.Dropout(dropout, rng=rng),
-                                        nn.Linear(head, num_classes, rng=rng))
         self.last_channel = head
-        torchvision_init(self, rng, linear="uniform")
+        self._assemble(layers, [nn.Dropout(dropout, rng=rng),
+                                nn.Linear(head, num_classes, rng=rng)], rng, linear="uniform")
 
 
 def _efficientnet(name, num_classes, dropout, stochastic_depth_prob, seed, rng, in_channels):
@@ -159,57 +155,27 @@ def _efficientnet(name, num_classes, dropout, stochastic_depth_prob, seed, rng, 
                         in_channels=in_channels, rng=rng, seed=seed, **norm)
 
 
-def efficientnet_b0(num_classes=1000, dropout=0.2, stochastic_depth_prob=0.2, *, seed=0,
-                    rng=None, in_channels=3):
-    """EfficientNet-B0 (width 1.0, depth 1.0, 224 px, dropout 0.2): 5,288,548 parameters."""
-    return _efficientnet("efficientnet_b0", num_classes, dropout, stochastic_depth_prob,
-                         seed, rng, in_channels)
+def _factory(name, params):
+    """The public factory ``name`` with the model's own dropout as its default."""
+    width, depth, resolution, default_dropout = EFFICIENTNET_PARAMS[name]
+
+    def factory(num_classes=1000, dropout=default_dropout, stochastic_depth_prob=0.2, *,
+                seed=0, rng=None, in_channels=3):
+        return _efficientnet(name, num_classes, dropout, stochastic_depth_prob, seed, rng,
+                             in_channels)
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = (f"EfficientNet-{name[-2:].upper()} (width {width}, depth {depth}, "
+                       f"{resolution} px, dropout {default_dropout}): {params} trainable "
+                       f"parameters, torchvision's ``{name}``.")
+    return factory
 
 
-def efficientnet_b1(num_classes=1000, dropout=0.2, stochastic_depth_prob=0.2, *, seed=0,
-                    rng=None, in_channels=3):
-    """EfficientNet-B1 (width 1.0, depth 1.1, 240 px, dropout 0.2): 7,794,184 parameters."""
-    return _efficientnet("efficientnet_b1", num_classes, dropout, stochastic_depth_prob,
-                         seed, rng, in_channels)
-
-
-def efficientnet_b2(num_classes=1000, dropout=0.3, stochastic_depth_prob=0.2, *, seed=0,
-                    rng=None, in_channels=3):
-    """EfficientNet-B2 (width 1.1, depth 1.2, 260 px, dropout 0.3): 9,109,994 parameters."""
-    return _efficientnet("efficientnet_b2", num_classes, dropout, stochastic_depth_prob,
-                         seed, rng, in_channels)
-
-
-def efficientnet_b3(num_classes=1000, dropout=0.3, stochastic_depth_prob=0.2, *, seed=0,
-                    rng=None, in_channels=3):
-    """EfficientNet-B3 (width 1.2, depth 1.4, 300 px, dropout 0.3): 12,233,232 parameters."""
-    return _efficientnet("efficientnet_b3", num_classes, dropout, stochastic_depth_prob,
-                         seed, rng, in_channels)
-
-
-def efficientnet_b4(num_classes=1000, dropout=0.4, stochastic_depth_prob=0.2, *, seed=0,
-                    rng=None, in_channels=3):
-    """EfficientNet-B4 (width 1.4, depth 1.8, 380 px, dropout 0.4): 19,341,616 parameters."""
-    return _efficientnet("efficientnet_b4", num_classes, dropout, stochastic_depth_prob,
-                         seed, rng, in_channels)
-
-
-def efficientnet_b5(num_classes=1000, dropout=0.4, stochastic_depth_prob=0.2, *, seed=0,
-                    rng=None, in_channels=3):
-    """EfficientNet-B5 (width 1.6, depth 2.2, 456 px, dropout 0.4): 30,389,784 parameters."""
-    return _efficientnet("efficientnet_b5", num_classes, dropout, stochastic_depth_prob,
-                         seed, rng, in_channels)
-
-
-def efficientnet_b6(num_classes=1000, dropout=0.5, stochastic_depth_prob=0.2, *, seed=0,
-                    rng=None, in_channels=3):
-    """EfficientNet-B6 (width 1.8, depth 2.6, 528 px, dropout 0.5): 43,040,704 parameters."""
-    return _efficientnet("efficientnet_b6", num_classes, dropout, stochastic_depth_prob,
-                         seed, rng, in_channels)
-
-
-def efficientnet_b7(num_classes=1000, dropout=0.5, stochastic_depth_prob=0.2, *, seed=0,
-                    rng=None, in_channels=3):
-    """EfficientNet-B7 (width 2.0, depth 3.1, 600 px, dropout 0.5): 66,347,960 parameters."""
-    return _efficientnet("efficientnet_b7", num_classes, dropout, stochastic_depth_prob,
-                         seed, rng, in_channels)
+efficientnet_b0 = _factory("efficientnet_b0", "5,288,548")
+efficientnet_b1 = _factory("efficientnet_b1", "7,794,184")
+efficientnet_b2 = _factory("efficientnet_b2", "9,109,994")
+efficientnet_b3 = _factory("efficientnet_b3", "12,233,232")
+efficientnet_b4 = _factory("efficientnet_b4", "19,341,616")
+efficientnet_b5 = _factory("efficientnet_b5", "30,389,784")
+efficientnet_b6 = _factory("efficientnet_b6", "43,040,704")
+efficientnet_b7 = _factory("efficientnet_b7", "66,347,960")

@@ -29,7 +29,7 @@ Parameters at width 1.0: 3,504,872 (torchvision's count). State-dict keys:
 from __future__ import annotations
 
 from .. import nn
-from ._common import ImageClassifier, check_options, torchvision_init
+from ._common import ImageClassifier, check_options
 
 __all__ = ["MobileNetV2", "mobilenet_v2", "V2_SETTING"]
 
@@ -62,13 +62,9 @@ class MobileNetV2(ImageClassifier):
                                                   layout="v2", rng=rng))
                 c_in = c_out
         layers.append(nn.Conv2dNormActivation(c_in, last, 1, activation_layer=nn.ReLU6, rng=rng))
-        self.features = nn.Sequential(*layers)
-        self.avgpool = nn.GlobalAvgPool2d()
-        self.flatten = nn.Flatten()
-        self.classifier = nn.Sequential(nn.Dropout(dropout, rng=rng),
-                                        nn.Linear(last, num_classes, rng=rng))
         self.last_channel = last
-        torchvision_init(self, rng, linear="normal")
+        self._assemble(layers, [nn.Dropout(dropout, rng=rng),
+                                nn.Linear(last, num_classes, rng=rng)], rng, linear="normal")
 
 
 def mobilenet_v2(width_mult=1.0, num_classes=1000, dropout=0.2, *, seed=0, rng=None,

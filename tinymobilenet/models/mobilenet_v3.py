@@ -26,7 +26,7 @@ Parameters at width 1.0: Small 2,542,856, Large 5,483,032 (torchvision's counts)
 from __future__ import annotations
 
 from .. import nn
-from ._common import ImageClassifier, check_options, torchvision_init
+from ._common import ImageClassifier, check_options
 
 __all__ = ["MobileNetV3", "mobilenet_v3_small", "mobilenet_v3_large", "V3_LARGE", "V3_SMALL"]
 
@@ -101,14 +101,10 @@ class MobileNetV3(ImageClassifier):
         layers.append(nn.Conv2dNormActivation(c_last, head, 1, activation_layer=nn.HardSwish,
                                               rng=rng, **V3_NORM))
         hidden = width(V3_LAST_CHANNEL[arch])
-        self.features = nn.Sequential(*layers)
-        self.avgpool = nn.GlobalAvgPool2d()
-        self.flatten = nn.Flatten()
-        self.classifier = nn.Sequential(nn.Linear(head, hidden, rng=rng), nn.HardSwish(),
-                                        nn.Dropout(dropout, rng=rng),
-                                        nn.Linear(hidden, num_classes, rng=rng))
         self.last_channel = hidden
-        torchvision_init(self, rng, linear="normal")
+        self._assemble(layers, [nn.Linear(head, hidden, rng=rng), nn.HardSwish(),
+                                nn.Dropout(dropout, rng=rng),
+                                nn.Linear(hidden, num_classes, rng=rng)], rng, linear="normal")
 
 
 def mobilenet_v3_large(width_mult=1.0, num_classes=1000, dropout=0.2, *, seed=0, rng=None,
