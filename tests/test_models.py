@@ -142,6 +142,16 @@ def test_efficientnet_stochastic_depth_schedule():
     assert all(b.block[-2].squeeze_channels == max(1, b.in_channels // 4) for b in blocks)
 
 
+def test_stochastic_depth_only_in_training():
+    def tiny(p):
+        return EfficientNet(0.25, 0.5, num_classes=4, dropout=0.0, stochastic_depth_prob=p,
+                            name="efficientnet_tiny", seed=1)
+    x = randn(2, 3, 32, 32).astype(np.float32)
+    assert np.array_equal(tiny(0.9).eval()(x), tiny(0.0).eval()(x))   # same weights, eval
+    model = tiny(0.9).train()
+    assert not np.array_equal(model(x), model(x))                     # branches dropped
+
+
 def test_compound_scaling_rule_and_table():
     d, w, r = models.compound_scaling(0)
     assert (d, w, r) == (1.0, 1.0, 224)

@@ -1,6 +1,8 @@
 """Saving and loading weights: .npz round trip, mismatches named by their first key,
 no pickles."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -80,3 +82,11 @@ def test_bad_sources(tmp_path):
         models.load_weights(model, tmp_path / "w.txt")
     with pytest.raises(TypeError, match="path or a mapping"):
         models.load_weights(model, 42)
+
+
+def test_pth_without_torch_says_so(tmp_path, monkeypatch):
+    path = tmp_path / "w.pth"
+    path.write_bytes(b"not read")
+    monkeypatch.setitem(sys.modules, "torch", None)      # as if not installed
+    with pytest.raises(ImportError, match="needs PyTorch"):
+        models.load_weights(models.mobilenet_v2(0.5), path)
