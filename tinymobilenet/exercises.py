@@ -26,6 +26,7 @@ The functions you write (signatures the checkers call; arrays are NCHW, float64)
                cost_ratio(C_out, K) -> float      (depthwise separable / full convolution)
     chapter 4  batchnorm_backward(dout, x, gamma, eps) -> (dx, dgamma, dbeta)   training mode
                fold_batchnorm(w, b, gamma, beta, mean, var, eps) -> (w_folded, b_folded)
+    chapter 5  v1_macs(alpha, resolution) -> int    MobileNetV1's Mult-Adds for one image
     chapter 6  inverted_residual_macs(C_in, C_out, expand_ratio, K, H, W, stride) -> int
     chapter 7  hardswish_backward(dout, x) -> dx
                se_backward(dy, x, w1, b1, w2, b2) -> (dx, dw1, db1, dw2, db2)
@@ -49,7 +50,8 @@ __all__ = [
     "ExerciseResult",
     "check_conv_output_size", "check_im2col", "check_conv2d_forward", "check_conv2d_backward",
     "check_depthwise_forward", "check_depthwise_backward", "check_cost_ratio",
-    "check_batchnorm_backward", "check_fold_batchnorm", "check_inverted_residual_macs",
+    "check_batchnorm_backward", "check_fold_batchnorm", "check_v1_macs",
+    "check_inverted_residual_macs",
     "check_hardswish_backward", "check_se_backward", "check_compound_scaling", "check_sgd_step",
     "se_forward",
 ]
@@ -356,6 +358,34 @@ def check_fold_batchnorm(fn):
         ("convolution with bias", hint + "; the conv bias b passes through BN too: "
          "b_folded = (b - mean) * s + beta", lambda: case(True, 1)),
     ])
+
+
+# ---- chapter 5 ------------------------------------------------------------------------------
+
+def check_v1_macs(fn):
+    """Check ``fn(alpha, resolution) -> int``, the Mult-Adds of MobileNetV1 (1000 classes) for
+    one ``resolution`` x ``resolution`` RGB image, against the counter."""
+    from . import count
+    from .models import mobilenet_v1
+
+    def case(alpha, res):
+        want = count.summary(mobilenet_v1(alpha), (1, 3, res, res)).total_macs
+        got = fn(alpha, res)
+        if got != want:
+            raise _Mismatch(f"got {got:,}, the counter says {want:,} (ratio {got / want:.4f})",
+                            abs(got - want) / want)
+        return 0.0
+    hint = ("stem: 3*3*3*C*Ho*Wo; each block: depthwise 3*3*C_in*Ho*Wo + pointwise "
+            "C_in*C_out*Ho*Wo with Ho from the output-size formula (3x3, padding 1); "
+            "FC: C_last * 1000")
+    return _run("check_v1_macs", [
+        ("alpha=1, 224 px (the paper's 569 M)", hint, lambda: case(1.0, 224)),
+        ("alpha=0.5, 224 px", hint + "; every layer gets int(C * alpha) channels",
+         lambda: case(0.5, 224)),
+        ("alpha=0.75, 160 px", hint, lambda: case(0.75, 160)),
+        ("alpha=1, 100 px (odd sizes on the way down)", "at 100 px the sizes go 50, 25, "
+         "13, 7, 4: use (H + 2*1 - 3) // stride + 1, not H // stride", lambda: case(1.0, 100)),
+    ], tol=0.0)
 
 
 # ---- chapter 6 ------------------------------------------------------------------------------

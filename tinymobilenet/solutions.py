@@ -15,7 +15,7 @@ import numpy as np
 
 __all__ = ["conv_output_size", "im2col", "conv2d_forward", "conv2d_backward",
            "depthwise_forward", "depthwise_backward", "cost_ratio", "batchnorm_backward",
-           "fold_batchnorm", "inverted_residual_macs", "hardswish_backward", "se_backward",
+           "fold_batchnorm", "v1_macs", "inverted_residual_macs", "hardswish_backward", "se_backward",
            "compound_scaling", "sgd_step"]
 
 
@@ -126,6 +126,21 @@ def fold_batchnorm(w, b, gamma, beta, mean, var, eps):
     s = gamma / np.sqrt(var + eps)
     b = np.zeros_like(mean) if b is None else b
     return w * s.reshape(-1, 1, 1, 1), (b - mean) * s + beta
+
+
+def v1_macs(alpha, resolution):
+    """Stem conv, 13 depthwise separable blocks of Table 1, FC to 1000 classes."""
+    blocks = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1),
+              (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
+    H = conv_output_size(resolution, 3, 2, 1)
+    C = int(32 * alpha)
+    macs = 3 * 3 * 3 * C * H * H
+    for c_out, stride in blocks:
+        H = conv_output_size(H, 3, stride, 1)
+        c_out = int(c_out * alpha)
+        macs += 3 * 3 * C * H * H + C * c_out * H * H
+        C = c_out
+    return macs + C * 1000
 
 
 def inverted_residual_macs(C_in, C_out, expand_ratio, K, H, W, stride):
