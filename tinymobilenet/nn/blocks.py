@@ -256,7 +256,7 @@ class MBConv(InvertedResidual):
 
     E = make_divisible(C_in * expand_ratio, 8); SE squeezes to max(1, C_in // 4) with SiLU
     and a sigmoid gate (sized from the block *input*, not from E as in MobileNetV3);
-    activation SiLU; stochastic depth on the residual branch, so it only exists when the
+    activation SiLU; stochastic depth on the residual branch, so it only acts when the
     block has a residual (stride 1 and C_in == C_out).
 
     BatchNorm: torchvision's EfficientNet-B0..B4 use PyTorch's defaults (eps=1e-5,
