@@ -10,6 +10,6 @@
 
 __version__ = "0.1.0"
 
-from . import functional, gradcheck, nn  # noqa: E402,F401
+from . import functional, gradcheck, models, nn  # noqa: E402,F401
 
-__all__ = ["functional", "nn", "gradcheck", "__version__"]
+__all__ = ["functional", "nn", "models", "gradcheck", "__version__"]
