@@ -12,15 +12,40 @@ from __future__ import annotations
 
 import numpy as np
 
+from .tiling import run_tiles, split_rows
+
 __all__ = ["batchnorm_forward", "batchnorm_backward"]
 
 
-def _axes(x):
-    if x.ndim == 4:
-        return (0, 2, 3), (1, -1, 1, 1)
-    if x.ndim == 2:
-        return (0,), (1, -1)
-    raise ValueError(f"batchnorm: expected input (N, C, H, W) or (N, C), got shape {x.shape}")
+def _check(x):
+    if x.ndim not in (2, 4):
+        raise ValueError(f"batchnorm: expected input (N, C, H, W) or (N, C), got shape {x.shape}")
+
+
+def _channel_tiles(x):
+    """Channel tiles ``(c0, c1)`` of ``x`` whose N x ct x H x W values, times the ~3
+    arrays a pass touches, fit in TILE_BYTES: every pass over a tile stays in cache."""
+    N, C = x.shape[:2]
+    per_channel = 3 * x.itemsize * (x.size // C)
+    ct = split_rows(C, per_channel)
+    return [(c0, min(C, c0 + ct)) for c0 in range(0, C, ct)]
+
+
+def _rows(a, c0, c1):
+    """Channels c0:c1 of ``a`` (N, C, ...) as (N, ct*L) rows: one contiguous run per
+    sample, so element-wise passes are long loops even when L = H*W is 9."""
+    return a[:, c0:c1].reshape(a.shape[0], -1)
+
+
+def _per_value(v, L):
+    """A per-channel vector (ct,) repeated to (ct*L,), matching :func:`_rows`. Broadcasting
+    (ct, 1) against (N, ct, L) instead would make NumPy loop over N*ct rows of L values."""
+    return np.repeat(v, L)
+
+
+def _channel_sum(rows, ct):
+    """(N, ct*L) -> (ct,): sum over samples first (long contiguous adds), then over L."""
+    return rows.sum(axis=0).reshape(ct, -1).sum(axis=1)
 
 
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
@@ -29,30 +54,48 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
 
     Returns ``(out, cache)`` with ``out`` shaped like ``x``. In training mode
     ``running_mean`` and ``running_var`` (C,) are updated in place.
+
+    Per channel tile (see :func:`_channel_tiles`): mean, ``xc = x - mean``, the biased
+    variance from ``xc`` (two-pass, no cancellation), then ``out = xc * (gamma*inv_std) + beta``.
+    The cache keeps ``xc`` (xhat = xc * inv_std is recomputed on the fly in backward).
     """
-    axes, bshape = _axes(x)
+    _check(x)
+    N, C = x.shape[:2]
+    L = x.size // (N * C) if x.size else 1           # values per channel per sample: H*W
+    m = N * L                                        # values per channel: N*H*W
+    if training and m < 2:
+        raise ValueError(
+            f"batchnorm: training needs more than one value per channel, got input {x.shape}"
+        )
+    xc = np.empty(x.shape, dtype=x.dtype)            # C-contiguous, so _rows are views
+    out = np.empty(x.shape, dtype=x.dtype)
+    mean = np.empty(C, dtype=x.dtype) if training else running_mean.astype(x.dtype, copy=False)
+    var = np.empty(C, dtype=x.dtype) if training else running_var.astype(x.dtype, copy=False)
+    inv_std = np.empty(C, dtype=x.dtype)
+    tiles = _channel_tiles(x)
+
+    def work(chunk):
+        for c0, c1 in chunk:
+            ct = c1 - c0
+            xr, cr, outr = _rows(x, c0, c1), _rows(xc, c0, c1), _rows(out, c0, c1)  # (N, ct*L)
+            if training:
+                mean[c0:c1] = _channel_sum(xr, ct) / m
+            np.subtract(xr, _per_value(mean[c0:c1], L), out=cr)
+            if training:
+                np.multiply(cr, cr, out=outr)                  # out as scratch: xc**2
+                var[c0:c1] = _channel_sum(outr, ct) / m        # biased: normalizes the batch
+            inv_std[c0:c1] = 1 / np.sqrt(var[c0:c1] + eps)
+            np.multiply(cr, _per_value(gamma[c0:c1] * inv_std[c0:c1], L), out=outr)
+            outr += _per_value(beta[c0:c1], L)
+
+    run_tiles(work, tiles, size=x.size)
     if training:
-        m = x.size // x.shape[1]                       # values per channel: N*H*W
-        if m < 2:
-            raise ValueError(
-                f"batchnorm: training needs more than one value per channel, got input {x.shape}"
-            )
-        mean = x.mean(axis=axes)                       # (C,)
-        xc = x - mean.reshape(bshape)
-        var = np.mean(xc * xc, axis=axes)              # biased: what normalizes the batch
         # the running variance estimates the population variance: unbiased, n/(n-1)
         running_mean *= 1 - momentum
         running_mean += momentum * mean
         running_var *= 1 - momentum
         running_var += momentum * var * (m / (m - 1))
-    else:
-        mean, var = running_mean, running_var
-        xc = x - mean.reshape(bshape)
-    inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)   # (C,)
-    xhat = xc
-    xhat *= inv_std.reshape(bshape)                    # in place: xc is not needed again
-    out = xhat * gamma.reshape(bshape) + beta.reshape(bshape)
-    cache = (xhat, gamma, inv_std, training, axes, bshape)
+    cache = (xc, gamma, inv_std, training, tiles)
     return out, cache
 
 
@@ -64,17 +107,34 @@ def batchnorm_backward(dout, cache):
         dx = gamma * inv_std * (dout - mean(dout) - xhat * mean(dout * xhat))
 
     because the batch mean and variance depend on x too. In eval mode the statistics are
-    constants and ``dx = gamma * inv_std * dout``.
+    constants and ``dx = gamma * inv_std * dout``. With xc = x - mean the train-mode
+    formula is computed per channel tile as
+    ``dx = k * (dout - mean(dout) - xc * (inv_std**2 * mean(dout * xc)))``, k = gamma * inv_std.
     """
-    xhat, gamma, inv_std, training, axes, bshape = cache
-    dbeta = dout.sum(axis=axes)                                  # (C,)
-    dgamma = np.einsum("nchw,nchw->c", dout, xhat) if dout.ndim == 4 else np.einsum("nc,nc->c", dout, xhat)
-    scale = (gamma * inv_std).reshape(bshape)
-    if training:
-        m = dout.size // dout.shape[1]
-        dx = dout - (dbeta / m).reshape(bshape)
-        dx -= xhat * (dgamma / m).reshape(bshape)
-        dx *= scale
-    else:
-        dx = dout * scale
+    xc, gamma, inv_std, training, tiles = cache
+    N, C = xc.shape[:2]
+    L = xc.size // (N * C) if xc.size else 1
+    m = N * L
+    dx = np.empty(dout.shape, dtype=dout.dtype)
+    dgamma = np.empty(C, dtype=dout.dtype)
+    dbeta = np.empty(C, dtype=dout.dtype)
+
+    def work(chunk):
+        for c0, c1 in chunk:
+            ct = c1 - c0
+            dr, cr, dxr = _rows(dout, c0, c1), _rows(xc, c0, c1), _rows(dx, c0, c1)
+            k = gamma[c0:c1] * inv_std[c0:c1]                       # (ct,)
+            dbeta[c0:c1] = _channel_sum(dr, ct)
+            np.multiply(dr, cr, out=dxr)                            # dx as scratch: dout*xc
+            dxc = _channel_sum(dxr, ct)                             # sum(dout * xc)
+            dgamma[c0:c1] = dxc * inv_std[c0:c1]                    # sum(dout * xhat)
+            if training:
+                np.multiply(cr, _per_value(inv_std[c0:c1] ** 2 * dxc / m, L), out=dxr)
+                dxr += _per_value(dbeta[c0:c1] / m, L)
+                np.subtract(dr, dxr, out=dxr)
+                dxr *= _per_value(k, L)
+            else:
+                np.multiply(dr, _per_value(k, L), out=dxr)
+
+    run_tiles(work, tiles, size=dout.size)
     return dx, dgamma, dbeta
