@@ -200,7 +200,7 @@ def check_conv_output_size(fn):
         ("stride 2 and 3", "with stride s the window starts at 0, s, 2s, ...: count the starts "
          "with integer division (//), not true division, and add 1 for the start at 0",
          lambda: grid(True)),
-    ])
+    ], tol=0.0)
 
 
 def check_im2col(fn):

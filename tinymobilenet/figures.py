@@ -2,7 +2,8 @@
 
 Each ``plot_*`` function returns a matplotlib Figure built only from the library (the counter,
 the functional activations, the models), so the notebooks draw the same pictures by calling
-it. ``main`` saves every figure as ``<name>.png`` with the Agg backend:
+it; the last two figures are drawn by the trainer's and the benchmark's own plotting
+functions. ``main`` saves every figure as ``<name>.png`` with the Agg backend:
 
     cost_ratio         depthwise separable / full convolution Mult-Adds over C_out and K
     alpha_rho          MobileNetV1 width and resolution multipliers: the counter's Mult-Adds
@@ -11,14 +12,15 @@ it. ``main`` saves every figure as ``<name>.png`` with the Agg backend:
     relu_manifold      MobileNetV2's ReLU information-loss experiment (a spiral through
                        n-dimensional ReLU and back)
     activations        h-swish vs swish, h-sigmoid vs sigmoid
-    training_curves    loss and accuracy while training on digits (tinymobilenet.train)
-    bench_ratios       kernel time against PyTorch CPU (tinymobilenet.bench)
+    training_curves    loss and accuracy of the default training run on the digits, drawn by
+                       tinymobilenet.train.plot_history (--train-metrics: from a saved run)
+    bench_ratios       kernel time against PyTorch CPU, drawn by tinymobilenet.bench.plot_ratios
+                       (--bench-report: from a saved report; else a quick run, needs torch)
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from collections import OrderedDict
@@ -28,8 +30,9 @@ import numpy as np
 from . import functional as F
 
 __all__ = ["V1_WIDTH_ACCURACY", "V1_RESOLUTION_ACCURACY", "V1_TABLE2", "spiral",
-           "relu_roundtrip", "relu_collapsed_fraction", "v1_costs_by_type", "plot_cost_ratio", "plot_alpha_rho",
-           "plot_v1_layer_costs", "plot_relu_manifold", "plot_activations", "FIGURES", "main"]
+           "relu_roundtrip", "relu_collapsed_fraction", "v1_costs_by_type", "plot_cost_ratio",
+           "plot_alpha_rho", "plot_v1_layer_costs", "plot_relu_manifold", "plot_activations",
+           "save_training_curves", "save_bench_ratios", "FIGURES", "main"]
 
 # MobileNetV1 paper (Howard et al., 2017), ImageNet top-1 accuracy in %.
 V1_WIDTH_ACCURACY = {1.0: 70.6, 0.75: 68.4, 0.5: 63.7, 0.25: 50.6}        # Table 6, 224 px
@@ -254,17 +257,34 @@ def plot_activations():
 
 # ---- figures whose plotting lives with the code they show -----------------------------------
 
-def _delegate(module, function):
-    """A figure drawn by another part of the library, if that part is installed."""
-    def make():
-        try:
-            mod = importlib.import_module(f"{__package__}.{module}")
-        except ImportError:
-            return None
-        plot = getattr(mod, function, None)
-        return plot() if plot is not None else None
-    make.__doc__ = f"``tinymobilenet.{module}.{function}()`` (skipped when it does not exist)."
-    return make
+def save_training_curves(path, metrics=None):
+    """``tinymobilenet.train.plot_history`` of the default training run: read from a
+    ``metrics.json`` written by ``python -m tinymobilenet.train`` if given, else trained
+    now (the default run, under a minute on two cores)."""
+    import json
+    import tempfile
+    from . import train
+    if metrics is not None:
+        with open(metrics) as f:
+            history = json.load(f)["history"]
+    else:
+        with tempfile.TemporaryDirectory() as out:
+            history = train.run({"out": out}, progress=None)["history"]
+    return train.plot_history(history, path)
+
+
+def save_bench_ratios(path, report=None):
+    """``tinymobilenet.bench.plot_ratios``: from a report saved by ``python -m
+    tinymobilenet.bench --compare torch --format json`` if given, else a ``--quick``
+    comparison run now (needs PyTorch)."""
+    import json
+    from . import bench
+    if report is not None:
+        with open(report) as f:
+            data = json.load(f)
+    else:
+        data = bench.run(quick=True, compare_torch=True)
+    bench.plot_ratios(data, path)
 
 
 FIGURES = OrderedDict([
@@ -273,17 +293,23 @@ FIGURES = OrderedDict([
     ("v1_layer_costs", plot_v1_layer_costs),
     ("relu_manifold", plot_relu_manifold),
     ("activations", plot_activations),
-    ("training_curves", _delegate("train", "plot_history")),
-    ("bench_ratios", _delegate("bench", "plot_ratios")),
+    ("training_curves", save_training_curves),
+    ("bench_ratios", save_bench_ratios),
 ])
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tinymobilenet.figures",
-                                description="Regenerate the PNG figures of figures/.")
+    p = argparse.ArgumentParser(
+        prog="python -m tinymobilenet.figures",
+        description="Regenerate the PNG figures of figures/ (see the module docstring).")
     p.add_argument("--out", default="figures", help="output directory (default: figures)")
     p.add_argument("--only", nargs="+", choices=list(FIGURES), metavar="NAME",
                    help=f"only these figures: {', '.join(FIGURES)}")
+    p.add_argument("--train-metrics", metavar="JSON", help="metrics.json of a training run "
+                   "for training_curves (default: run the default training now)")
+    p.add_argument("--bench-report", metavar="JSON", help="output of `python -m "
+                   "tinymobilenet.bench --compare torch --format json` for bench_ratios "
+                   "(default: a quick comparison run now)")
     a = p.parse_args(argv)
     import matplotlib
     matplotlib.use("Agg")
@@ -291,13 +317,20 @@ def main(argv=None):
     os.makedirs(a.out, exist_ok=True)
     written = []
     for name in a.only or FIGURES:
-        fig = FIGURES[name]()
-        if fig is None:
-            print(f"{name}: skipped (its plotting function is not available)")
-            continue
         path = os.path.join(a.out, f"{name}.png")
-        fig.savefig(path, dpi=_DPI)
-        plt.close(fig)
+        if name == "training_curves":
+            save_training_curves(path, a.train_metrics)
+        elif name == "bench_ratios":
+            try:
+                save_bench_ratios(path, a.bench_report)
+            except ImportError as e:
+                print(f"{name}: skipped ({e})")
+                continue
+        else:
+            fig = FIGURES[name]()
+            fig.savefig(path, dpi=_DPI)
+            plt.close(fig)
+        plt.close("all")
         written.append(path)
         print(path)
     return written
