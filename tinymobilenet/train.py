@@ -137,7 +137,8 @@ class Progress:
 # ---- the training loop -----------------------------------------------------------------
 def fit(model, data, epochs: int, optimizer, schedule=None, *, test_data=None,
         batch_size: int = 32, seed: int = 0, augment=None, loss_fn=None,
-        progress="auto", checkpoint=None, resume=None, config=None) -> list[dict]:
+        progress="auto", checkpoint=None, resume=None, config=None,
+        on_epoch_end=None) -> list[dict]:
     """Train ``model`` on ``data`` (a Dataset or (x, y)) for ``epochs`` and return the history.
 
     Each epoch shuffles with ``default_rng([seed, epoch])``, applies
@@ -150,7 +151,8 @@ def fit(model, data, epochs: int, optimizer, schedule=None, *, test_data=None,
 
     ``checkpoint``: a path written after every epoch (see :func:`save_checkpoint`), with
     ``config`` stored in it. ``resume``: a checkpoint path to continue from; the model
-    and optimizer must be built as for the original run.
+    and optimizer must be built as for the original run. ``on_epoch_end(row)`` is called
+    after each epoch (after the checkpoint); if it returns True, training stops there.
     """
     data = _as_dataset(data)
     test_data = None if test_data is None else _as_dataset(test_data)
@@ -191,6 +193,8 @@ def fit(model, data, epochs: int, optimizer, schedule=None, *, test_data=None,
         bar.end_epoch(epochs, row)
         if checkpoint is not None:
             save_checkpoint(checkpoint, model, optimizer, epoch, history, config, seed)
+        if on_epoch_end is not None and on_epoch_end(row):
+            break
     model.eval()
     return history
 
@@ -304,18 +308,25 @@ def plot_history(history, path=None, title="MobileNetV1 on the digits"):
 
 # ---- command line ----------------------------------------------------------------------
 def _model_names():
-    from . import models
-    return tuple(getattr(models, "MODEL_NAMES", ("mobilenet_v1",)))
+    from .models import MODEL_NAMES
+    return MODEL_NAMES
 
 
 def build_model(name="mobilenet_v1", alpha=1.0, num_classes=10, in_channels=1, seed=0):
-    """A model by name with width multiplier ``alpha``, or ValueError naming the choices."""
-    from . import models
+    """An image model by name (``models.MODEL_NAMES``) with width multiplier ``alpha``
+    (``alpha`` of V1, ``width_mult`` of V2/V3; EfficientNet scales by its own variant name,
+    so it takes only 1.0). Raises ValueError naming the problem."""
+    from .models import get_model
     if name not in _model_names():
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(_model_names())}")
+    kwargs = {"num_classes": num_classes, "seed": seed, "in_channels": in_channels}
     if name == "mobilenet_v1":
-        return models.mobilenet_v1(alpha, num_classes, seed=seed, in_channels=in_channels)
-    return models.get_model(name, width_mult=alpha, num_classes=num_classes, seed=seed)
+        kwargs["alpha"] = alpha
+    elif name.startswith("mobilenet"):
+        kwargs["width_mult"] = alpha
+    elif alpha != 1.0:
+        raise ValueError(f"{name} has no width multiplier; use --alpha 1 (or efficientnet_b1..b7)")
+    return get_model(name, **kwargs)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -368,15 +379,18 @@ def _check(p, a):
                            ("label-smoothing", 0 <= a.label_smoothing < 1, "in [0, 1)")):
         if not ok:
             p.error(f"--{name} must be {want}, got {getattr(a, name.replace('-', '_'))}")
-    if a.model not in _model_names():
-        p.error(f"--model: unknown model {a.model!r}; choose one of {', '.join(_model_names())}")
+    try:
+        build_model(a.model, a.alpha, in_channels=1)      # a cheap check of name and alpha
+    except ValueError as e:
+        p.error(f"--model: {e}")
     if a.resume is not None and not Path(a.resume).is_file():
         p.error(f"--resume: no such file {a.resume}")
 
 
-def run(config: dict, progress="auto", resume=None) -> dict:
+def run(config: dict, progress="auto", resume=None, on_epoch_end=None) -> dict:
     """Train as ``config`` (the keys of :data:`DEFAULTS`) says; write ``out/metrics.json``
-    and ``out/checkpoint.npz``; return the metrics."""
+    and ``out/checkpoint.npz``; return the metrics. ``resume`` and ``on_epoch_end`` are
+    passed to :func:`fit`."""
     c = {**DEFAULTS, **config}
     t_start = time.perf_counter()
     train, test = load_dataset(c["dataset"], c["resolution"], seed=c["seed"])
@@ -394,7 +408,7 @@ def run(config: dict, progress="auto", resume=None) -> dict:
                   batch_size=c["batch_size"], seed=c["seed"], augment=augment,
                   loss_fn=nn.CrossEntropyLoss(c["label_smoothing"]),
                   progress=progress, checkpoint=out / "checkpoint.npz", resume=resume,
-                  config=c)
+                  config=c, on_epoch_end=on_epoch_end)
     test_loss, test_accuracy = evaluate(model, test)
     from .count import summary
     metrics = {"test_accuracy": test_accuracy, "test_loss": test_loss, "history": history,

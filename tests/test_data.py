@@ -1,0 +1,133 @@
+"""The bundled digits (split, normalisation, upsampling), the shapes, batching and shifts."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tinymobilenet.data as D
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return D.load_digits()
+
+
+def test_digits_file_and_attribution_ship_inside_the_package():
+    here = Path(D.__file__).parent
+    assert (here / "digits.csv.gz").is_file()
+    licence = (here / "LICENSE-digits.txt").read_text()
+    assert "Alpaydin" in licence and "Kaynak" in licence and "CC BY 4.0" in licence
+
+
+def test_digits_split_sizes_and_classes(digits):
+    train, test = digits
+    assert (len(train), len(test)) == (D.DIGITS_TRAIN_SIZE, D.DIGITS_TEST_SIZE) == (1437, 360)
+    assert train.x.shape == (1437, 1, 8, 8) and test.x.shape == (360, 1, 8, 8)
+    assert train.x.dtype == np.float32 and train.y.dtype == np.int64
+    np.testing.assert_array_equal(np.bincount(test.y), [36] * 10)
+    assert train.classes == tuple("0123456789")
+
+
+def test_digits_split_is_disjoint_and_matches_its_documented_recipe():
+    images, labels, test = D.digits_arrays()
+    assert images.shape == (1797, 8, 8) and images.max() == 16
+    assert test.sum() == 360
+    rng = np.random.default_rng(0)             # the recipe in digits_test_indices.txt
+    want = np.sort(np.concatenate(
+        [rng.permutation(np.flatnonzero(labels == c))[:36] for c in range(10)]))
+    np.testing.assert_array_equal(np.flatnonzero(test), want)
+
+
+def test_digits_are_deterministic_and_standardised_on_the_training_split(digits):
+    train, test = digits
+    again = D.load_digits()
+    np.testing.assert_array_equal(train.x, again.train.x)
+    np.testing.assert_array_equal(test.y, again.test.y)
+    assert abs(train.x.mean()) < 1e-5 and abs(train.x.std() - 1) < 1e-5
+    assert train.info["mean"] == test.info["mean"]           # test uses the train statistics
+
+
+def test_digits_upsampled_keeps_the_images(digits):
+    train, _ = D.load_digits(resolution=32, channels=3)
+    assert train.x.shape == (1437, 3, 32, 32)
+    np.testing.assert_array_equal(train.x[:, 0], train.x[:, 2])
+    # averaging 4x4 blocks of the 4x upsampled image roughly gives the original back
+    down = train.x[:, :1].reshape(1437, 1, 8, 4, 8, 4).mean(axis=(3, 5))
+    assert np.corrcoef(down.ravel(), digits.train.x.ravel())[0, 1] > 0.95
+
+
+def test_resize_keeps_constants_and_identity():
+    x = np.full((2, 3, 5, 7), 2.5)
+    np.testing.assert_allclose(D.resize(x, (9, 4)), 2.5)
+    y = np.random.default_rng(0).standard_normal((2, 3, 5, 7))
+    np.testing.assert_allclose(D.resize(y, (5, 7)), y, atol=1e-12)
+
+
+@pytest.mark.torch
+def test_resize_matches_torch_bilinear():
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(1).standard_normal((2, 3, 8, 6))
+    for size in [(32, 24), (13, 5), (4, 3)]:
+        want = torch.nn.functional.interpolate(torch.tensor(x), size=size, mode="bilinear",
+                                               align_corners=False).numpy()
+        np.testing.assert_allclose(D.resize(x, size), want, atol=1e-12)
+
+
+def test_shapes_any_resolution_balanced_and_seeded():
+    a = D.make_shapes(40, resolution=13, seed=3)
+    b = D.make_shapes(40, resolution=13, seed=3)
+    c = D.make_shapes(40, resolution=13, seed=4)
+    assert a.x.shape == (40, 1, 13, 13) and a.x.dtype == np.float32
+    np.testing.assert_array_equal(a.x, b.x)
+    assert not np.array_equal(a.x, c.x)
+    np.testing.assert_array_equal(np.bincount(a.y), [10] * 4)
+    assert a.classes == D.SHAPES
+    assert D.make_shapes(4, resolution=64).x.shape == (4, 1, 64, 64)
+    with pytest.raises(ValueError, match="resolution"):
+        D.make_shapes(4, resolution=4)
+
+
+def test_shapes_differ_by_class():
+    # mean brightness of a disc and a thin cross of the same size differ
+    s = D.make_shapes(400, resolution=24, seed=0, noise=0.0)
+    means = [s.x[s.y == k].mean() for k in range(4)]
+    assert means[0] > means[3]
+
+
+def test_load_dataset_by_name():
+    train, test = D.load_dataset("shapes", resolution=16, channels=3)
+    assert train.x.shape[1:] == (3, 16, 16) and len(test) == 400
+    with pytest.raises(ValueError, match="digits, shapes"):
+        D.load_dataset("mnist")
+
+
+def test_batches_cover_everything_once_in_a_seeded_order(digits):
+    train = digits.train[:100]
+    order = lambda seed: np.concatenate(
+        [y for _, y in D.batches(train, 32, shuffle=True, rng=np.random.default_rng(seed))])
+    sizes = [len(y) for _, y in D.batches(train, 32)]
+    assert sizes == [32, 32, 32, 4]
+    assert [len(y) for _, y in D.batches(train, 32, drop_last=True)] == [32, 32, 32]
+    np.testing.assert_array_equal(order(5), order(5))
+    assert not np.array_equal(order(5), order(6))
+    np.testing.assert_array_equal(np.sort(order(5)), np.sort(train.y))
+    with pytest.raises(ValueError, match="rng"):
+        next(D.batches(train, 8, shuffle=True))
+
+
+def test_random_shift_moves_a_pixel_by_at_most_the_shift():
+    x = np.zeros((50, 2, 9, 9), dtype=np.float32)
+    x[:, :, 4, 4] = 1.0
+    y = D.random_shift(x, 2, np.random.default_rng(0))
+    assert y.shape == x.shape and y.dtype == x.dtype
+    np.testing.assert_array_equal(y.sum(axis=(2, 3)), 1.0)      # moved, not lost
+    rows, cols = np.nonzero(y[:, 0])[1:]
+    assert np.abs(rows - 4).max() == 2 and np.abs(cols - 4).max() == 2
+    np.testing.assert_array_equal(y[:, 0], y[:, 1])             # same shift for all channels
+    assert D.random_shift(x, 0, np.random.default_rng(0)) is x
+
+
+def test_dataset_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="N, C, H, W"):
+        D.Dataset(np.zeros((3, 8, 8)), np.zeros(3, dtype=np.int64))
