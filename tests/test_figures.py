@@ -52,3 +52,21 @@ def test_v1_costs_by_type_reproduce_table_2():
         else:
             assert 100 * costs[kind][0] / macs == pytest.approx(paper_macs, abs=0.005)
     assert np.isclose(macs, 568_740_352)
+
+
+def test_training_curves_and_bench_ratios_from_saved_results(tmp_path):
+    import json
+    history = [{"epoch": e, "lr": 0.1, "train_loss": 2.0 / e, "train_accuracy": 0.3 * e,
+                "test_loss": 2.2 / e, "test_accuracy": 0.28 * e, "seconds": 1.0}
+               for e in (1, 2, 3)]
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"test_accuracy": 0.84, "history": history}))
+    report = tmp_path / "bench.json"
+    report.write_text(json.dumps({"machine": {"threads": 2}, "results": [
+        {"name": "depthwise 3x3 s1 144 56x56", "ratio": 1.6, "target": 2.0},
+        {"name": "pointwise 144->24 56x56", "ratio": 1.1, "target": 1.2}]}))
+    written = figures.main(["--out", str(tmp_path), "--only", "training_curves", "bench_ratios",
+                            "--train-metrics", str(metrics), "--bench-report", str(report)])
+    assert len(written) == 2
+    for name in ("training_curves", "bench_ratios"):
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
