@@ -31,7 +31,7 @@ import platform
 import sys
 import time
 import tracemalloc
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -80,7 +80,6 @@ class Result:
     torch_ms: float | None = None
     ratio: float | None = None
     target: float | None = None
-    extra: dict = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------

@@ -1,0 +1,150 @@
+"""The benchmark runs, and the tiled fast kernels equal their naive twins for any tiling.
+
+The fast kernels cut their work into cache-sized tiles run on threads; the tile sizes
+depend on the machine's budgets, so the tests shrink the budgets until every tile holds
+one channel (or one sample) and check the results do not change.
+"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tinymobilenet import bench
+from tinymobilenet import functional as F
+from tinymobilenet.functional import conv, tiling
+
+from conftest import randn
+
+RESULT_FIELDS = {"name", "kind", "fwd_ms", "bwd_ms", "ms", "gflop", "gbytes", "bound",
+                 "achieved", "unit", "roof_fraction", "torch_ms", "ratio", "target"}
+
+
+def test_quick_bench_json_has_the_expected_fields():
+    out = subprocess.run([sys.executable, "-m", "tinymobilenet.bench", "--quick", "--format",
+                          "json", "--repeats", "1"], capture_output=True, text=True, check=True)
+    report = json.loads(out.stdout)
+    m = report["machine"]
+    assert m["threads"] >= 1 and m["matmul_gflops"] > 0 and m["copy_gbs"] > 0
+    names = [r["name"] for r in report["results"]]
+    for kind in ("pointwise", "standard 3x3 s1", "standard 3x3 s2", "depthwise 3x3 s1",
+                 "depthwise 3x3 s2", "depthwise 5x5", "squeeze-excitation",
+                 "inverted residual", "MobileNetV1 training step"):
+        assert any(kind in n for n in names), (kind, names)
+    for r in report["results"]:
+        assert RESULT_FIELDS <= set(r), set(r) ^ RESULT_FIELDS
+        assert r["ms"] > 0 and r["fwd_ms"] > 0 and r["bwd_ms"] > 0
+        assert r["torch_ms"] is None and r["ratio"] is None      # no --compare
+    mem = report["memory"]
+    assert mem["model_step_peak_mb"] > 0
+    assert set(mem["depthwise_peak_in_activations"]) == {n for n in names if "depthwise" in n}
+
+
+def test_table_and_plot(tmp_path):
+    report = {"machine": {"cpu": "test", "threads": 2, "numpy": np.__version__, "blas": "-",
+                          "torch": "x", "matmul_gflops": 100.0, "copy_gbs": 20.0,
+                          "matmul_n": 512, "copy_mb": 4.0},
+              "results": [dict(name="pointwise a", kind="pointwise", fwd_ms=1.0, bwd_ms=2.0,
+                               ms=3.0, gflop=0.3, gbytes=0.0, bound="-", achieved=100.0,
+                               unit="GFLOP/s", roof_fraction=1.0, torch_ms=2.0, ratio=1.5,
+                               target=1.2),
+                          dict(name="se b", kind="other", fwd_ms=1.0, bwd_ms=1.0, ms=2.0,
+                               gflop=0.0, gbytes=0.04, bound="memory", achieved=20.0,
+                               unit="GB/s", roof_fraction=1.0, torch_ms=4.0, ratio=0.5,
+                               target=None)]}
+    table = bench.format_table(report)
+    assert "MISS" in table and "1.50x" in table and "0.50x" in table
+    path = tmp_path / "ratios.png"
+    bench.plot_ratios(report, str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(params=["one channel per tile", "default tiles"])
+def tiny_tiles(request, monkeypatch):
+    """Budgets so small that every tile is one channel (or sample), on 2 threads."""
+    if request.param == "one channel per tile":
+        monkeypatch.setattr(tiling, "TILE_BYTES", 1)
+        monkeypatch.setattr(conv, "COL_BYTES", 1)
+        monkeypatch.setattr(tiling, "_MIN_PARALLEL", 0)
+    old = tiling.num_threads()
+    tiling.set_num_threads(2)
+    yield
+    tiling.set_num_threads(old)
+
+
+# (N, C, H, W, K, stride, padding): odd sizes, stride 1/2/3, K < stride, 1x1 images,
+# padding larger than the kernel reach
+DW_CASES = [(3, 5, 9, 7, 3, 1, 1), (4, 6, 8, 5, 3, 2, 1), (2, 3, 9, 7, 5, 2, 2),
+            (2, 3, 7, 11, 3, 3, 0), (3, 7, 6, 6, 1, 1, 0), (2, 4, 4, 4, 1, 2, 0),
+            (2, 2, 1, 1, 3, 2, 2), (5, 3, 16, 16, 3, 2, 1)]
+
+
+@pytest.mark.parametrize("case", DW_CASES)
+def test_tiled_depthwise_and_im2col_conv_match_naive(case, tiny_tiles):
+    N, C, H, W, K, s, p = case
+    x, w, b = randn(N, C, H, W, seed=1), randn(C, 1, K, K, seed=2), randn(C, seed=3)
+    out, cache = F.depthwise_conv2d_forward(x, w, b, s, p)
+    ref, ref_cache = F.depthwise_conv2d_forward_naive(x, w, b, s, p)
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    dout = randn(*out.shape, seed=4)
+    for a, e in zip(F.depthwise_conv2d_backward(dout, cache),
+                    F.depthwise_conv2d_backward_naive(dout, ref_cache)):
+        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
+    w_full = randn(4, C, K, K, seed=5)
+    out, cache = F.conv2d_forward(x, w_full, None, s, p)
+    ref, ref_cache = F.conv2d_forward_naive(x, w_full, None, s, p)
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    dout = randn(*out.shape, seed=6)
+    for a, e in zip(F.conv2d_backward(dout, cache)[:2], F.conv2d_backward_naive(dout, ref_cache)[:2]):
+        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
+
+
+def _batchnorm_reference(x, gamma, beta, dout, eps=1e-5):
+    """Train-mode batch norm written out directly (the textbook formulas)."""
+    axes = (0, 2, 3) if x.ndim == 4 else (0,)
+    shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
+    mean, var = x.mean(axis=axes), x.var(axis=axes)
+    xhat = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+    out = gamma.reshape(shape) * xhat + beta.reshape(shape)
+    dgamma, dbeta = (dout * xhat).sum(axis=axes), dout.sum(axis=axes)
+    dxhat = dout * gamma.reshape(shape)
+    dx = (dxhat - dxhat.mean(axis=axes, keepdims=True)
+          - xhat * (dxhat * xhat).mean(axis=axes, keepdims=True)) / np.sqrt(var.reshape(shape) + eps)
+    return out, dx, dgamma, dbeta
+
+
+@pytest.mark.parametrize("shape", [(4, 6, 3, 5), (8, 9, 1, 1), (5, 7), (3, 4, 6, 2)])
+def test_tiled_batchnorm_matches_reference(shape, tiny_tiles):
+    x = randn(*shape, seed=1) * 3 + 2
+    C = shape[1]
+    gamma, beta, dout = randn(C, seed=2), randn(C, seed=3), randn(*shape, seed=4)
+    out, cache = F.batchnorm_forward(x, gamma, beta, np.zeros(C), np.ones(C), training=True)
+    dx, dgamma, dbeta = F.batchnorm_backward(dout, cache)
+    for a, e in zip((out, dx, dgamma, dbeta), _batchnorm_reference(x, gamma, beta, dout)):
+        np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-10)
+
+
+def test_float32_kernels_stay_float32(tiny_tiles):
+    """No float64 upcast anywhere on a float32 path (python scalars, np.where, ...)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 6, 7, 7), dtype=np.float32)
+    g = rng.standard_normal(6, dtype=np.float32)
+    pairs = [
+        (F.depthwise_conv2d_forward(x, rng.standard_normal((6, 1, 3, 3), dtype=np.float32),
+                                    g, 2, 1), F.depthwise_conv2d_backward),
+        (F.conv2d_forward(x, rng.standard_normal((4, 6, 3, 3), dtype=np.float32), None, 1, 1),
+         F.conv2d_backward),
+        (F.pointwise_conv2d_forward(x, rng.standard_normal((4, 6, 1, 1), dtype=np.float32)),
+         F.pointwise_conv2d_backward),
+        (F.batchnorm_forward(x, g, g, np.zeros(6, np.float32), np.ones(6, np.float32)),
+         F.batchnorm_backward),
+    ]
+    for name in ("relu", "relu6", "sigmoid", "hardsigmoid", "hardswish", "silu"):
+        pairs.append((getattr(F, f"{name}_forward")(x), getattr(F, f"{name}_backward")))
+    for (out, cache), backward in pairs:
+        assert out.dtype == np.float32
+        grads = backward(np.ones_like(out), cache)
+        for grad in grads if isinstance(grads, tuple) else (grads,):
+            assert grad is None or grad.dtype == np.float32
