@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .tiling import elementwise
+
 __all__ = [
     "relu_forward", "relu_backward",
     "relu6_forward", "relu6_backward",
@@ -30,24 +32,39 @@ def sigmoid(x):
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
 
 
+# ReLU and ReLU6 run in every block of V1/V2, so they are computed on the tile threads
+# (``elementwise``) with the result written in place: one pass, no temporaries.
+
 def relu_forward(x):
     """max(x, 0)."""
-    return np.maximum(x, 0), x
+    out = np.empty(x.shape, dtype=x.dtype)
+    return elementwise(lambda o, a: np.maximum(a, 0, out=o), out, x), x
 
 
 def relu_backward(dout, cache):
     x = cache
-    return dout * (x > 0)
+
+    def grad(o, d, a):
+        np.multiply(d, a > 0, out=o)
+
+    return elementwise(grad, np.empty(dout.shape, dtype=dout.dtype), dout, x)
 
 
 def relu6_forward(x):
     """min(max(x, 0), 6): ReLU capped at 6, robust in low precision (MobileNetV1/V2)."""
-    return np.clip(x, 0, 6), x
+    out = np.empty(x.shape, dtype=x.dtype)
+    return elementwise(lambda o, a: np.clip(a, 0, 6, out=o), out, x), x
 
 
 def relu6_backward(dout, cache):
     x = cache
-    return dout * ((x > 0) & (x < 6))
+
+    def grad(o, d, a):
+        inside = a > 0
+        inside &= a < 6
+        np.multiply(d, inside, out=o)
+
+    return elementwise(grad, np.empty(dout.shape, dtype=dout.dtype), dout, x)
 
 
 def sigmoid_forward(x):

@@ -17,7 +17,10 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["TILE_BYTES", "num_threads", "set_num_threads", "split_rows", "run_tiles"]
+import numpy as np
+
+__all__ = ["TILE_BYTES", "num_threads", "set_num_threads", "split_rows", "run_tiles",
+           "elementwise"]
 
 # Working-set budget of one tile, in bytes. 512 KB sits inside the per-core L2 of current
 # x86 and ARM cores (512 KB - 2 MB) with room for the weights and the stack, and is large
@@ -87,3 +90,20 @@ def run_tiles(work, tiles, size=None):
     futures = [_pool.submit(work, chunk) for chunk in chunks[1:]]
     first = work(chunks[0])                      # the calling thread takes a share too
     return [first] + [f.result() for f in futures]
+
+
+def elementwise(fn, out, *arrays):
+    """Compute an element-wise ``fn(out, *arrays)`` chunk by chunk on the threads.
+
+    ``fn(out_chunk, *chunks)`` must write its result into ``out_chunk``; the arrays are
+    seen flat (C-contiguous ``out`` required; inputs of another layout are copied).
+    Chunks are at least 64k values so the per-call overhead stays small. Returns ``out``.
+    """
+    if not out.flags.c_contiguous:
+        raise ValueError("elementwise: out must be C-contiguous")
+    flat = [out.reshape(-1)] + [np.ascontiguousarray(a).reshape(-1) for a in arrays]
+    n = out.size
+    step = max(_MIN_PARALLEL, -(-n // _threads))
+    run_tiles(lambda chunk: [fn(*(f[a:b] for f in flat)) for a, b in chunk],
+              [(a, min(n, a + step)) for a in range(0, n, step)], size=n)
+    return out
