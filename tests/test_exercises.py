@@ -186,3 +186,14 @@ def test_wrong_shapes_and_wrong_return_types_are_named():
     assert not r.ok and "shape" in r.message
     r = exercises.check_conv2d_backward(lambda dout, x, w, s, p: x)
     assert not r.ok and "tuple (dx, dw)" in r.message
+
+
+def test_the_exercises_work_without_the_solutions():
+    """A teacher can hand out the checkers without tinymobilenet/solutions.py."""
+    import ast
+    import inspect
+    tree = ast.parse(inspect.getsource(exercises))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                for alias in node.names} | {node.module or "" for node in ast.walk(tree)
+                                            if isinstance(node, ast.ImportFrom)}
+    assert not any("solutions" in name for name in imported)

@@ -70,6 +70,8 @@ def test_ends_with_a_summary_and_exercises_with_a_self_check(path):
     checks = [c for c in cells[start:] if c.cell_type == "code" and "exercises.check_" in c.source]
     assert checks, f"{path.name}: the exercises call no exercises.check_* self-check"
     assert cells[0].cell_type == "markdown" and cells[0].source.startswith("# Chapter")
+    code = "\n".join(c.source for c in cells if c.cell_type == "code")
+    assert "solutions" not in code, f"{path.name}: the exercises must not use the worked answers"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
