@@ -301,7 +301,9 @@ FIGURES = OrderedDict([
 def main(argv=None):
     p = argparse.ArgumentParser(
         prog="python -m tinymobilenet.figures",
-        description="Regenerate the PNG figures of figures/ (see the module docstring).")
+        description="Regenerate the PNG figures of figures/ (each NAME.png):",
+        epilog=__doc__.split("Agg backend:\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="figures", help="output directory (default: figures)")
     p.add_argument("--only", nargs="+", choices=list(FIGURES), metavar="NAME",
                    help=f"only these figures: {', '.join(FIGURES)}")
