@@ -382,11 +382,12 @@ class _Phases:
         self.rows = [_inside(H, a, stride, padding, self.Hq) for a in range(self.P)]
         self.cols = [_inside(W, b, stride, padding, self.Wq) for b in range(self.P)]
 
-    def tiles(self, itemsize, buffers):
-        """Tile sizes and the (n0, n1, c0, c1) tiles: ``buffers`` arrays of one channel's
-        phases per sample must fit in TILE_BYTES. Whole batches first (the longest loops),
-        then as many channels as fit."""
-        per_image = itemsize * buffers * self.P * self.P * self.Lq
+    def tiles(self, itemsize, phase_buffers, grid_buffers):
+        """Tile sizes and the (n0, n1, c0, c1) tiles, so that the phase buffers
+        (P*P*Lq values per channel and image) and output-grid buffers (Lq values) of one
+        tile fit in TILE_BYTES. Whole batches first (the longest loops), then as many
+        channels as fit."""
+        per_image = itemsize * self.Lq * (phase_buffers * self.P * self.P + grid_buffers)
         nt = split_rows(self.N, per_image)
         ct = split_rows(self.C, per_image * nt)
         return nt, ct, [(n0, min(self.N, n0 + nt), c0, min(self.C, c0 + ct))
@@ -456,7 +457,7 @@ def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0):
     g = _Phases(x.shape, K, stride, padding)
     wk = w.reshape(C, K * K)
     out = np.empty((g.N, C, g.Ho, g.Wo), dtype=x.dtype)
-    nt, ct, tiles = g.tiles(x.itemsize, buffers=3)         # phases, accumulator, product
+    nt, ct, tiles = g.tiles(x.itemsize, 1, 2)              # phases; accumulator, product
 
     def work(chunk):
         xq = g.buffer(nt, ct, x.dtype)                     # (P, P, ct, nt*Lq + slack)
@@ -499,7 +500,7 @@ def depthwise_conv2d_backward(dout, cache):
     g = _Phases(x.shape, K, stride, padding)
     wk = w.reshape(C, K * K)
     dx = np.zeros(x.shape, dtype=dout.dtype)   # pixels no window reaches keep a zero gradient
-    nt, ct, tiles = g.tiles(x.itemsize, buffers=4)         # x and dx phases, dout, product
+    nt, ct, tiles = g.tiles(x.itemsize, 2, 2)              # x, dx phases; dout, product
     dw_tiles = np.zeros((len(range(0, g.N, nt)), C, K * K), dtype=dout.dtype)
 
     def work(chunk):
