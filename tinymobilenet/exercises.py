@@ -2,10 +2,11 @@
 
 Each ``check_*`` function takes *your* function, runs it on a handful of cases (simple ones
 first: odd sizes, non-square inputs, stride 2, padding, K = 1/3/5), compares it with the
-library's naive loop oracles (forward passes) or with central-difference gradients from
-:mod:`tinymobilenet.gradcheck` (backward passes, float64, random upstream gradient) and
-returns an :class:`ExerciseResult`: PASS or FAIL, the worst relative error, the first case
-that failed and a hint. In a notebook the result prints itself::
+library's naive loop oracles (forward passes), with central-difference gradients from
+:mod:`tinymobilenet.gradcheck` (backward passes, float64, random upstream gradient), or with
+the counter and the library itself (costs, scaling, optimizer), and returns an
+:class:`ExerciseResult`: PASS or FAIL, the worst relative error, the first case that failed
+and a hint (``result.ok`` for a script). In a notebook the result prints itself::
 
     from tinymobilenet import exercises
 
@@ -33,8 +34,8 @@ The functions you write (signatures the checkers call; arrays are NCHW, float64)
     chapter 8  compound_scaling(phi) -> (depth, width, resolution)   resolution in pixels
     chapter 9  sgd_step(w, grad, velocity, lr, momentum, weight_decay) -> (w, velocity)
 
-Worked answers live in :mod:`tinymobilenet.solutions`, apart, so the exercises can be handed
-out alone.
+Worked answers live in :mod:`tinymobilenet.solutions`, which this module never imports, so
+the exercises can be handed out alone.
 """
 
 from __future__ import annotations
