@@ -88,3 +88,11 @@ def test_defines_nothing_the_library_already_has(path):
         for node in ast.walk(ast.parse(python_source(cell))):
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                 assert node.name not in library, f"{path.name} redefines {node.name}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_every_checker_a_notebook_calls_exists(path):
+    from tinymobilenet import exercises
+    code = "\n".join(c.source for c in read(path).cells if c.cell_type == "code")
+    for name in re.findall(r"exercises\.(check_\w+)", code):
+        assert name in exercises.__all__, f"{path.name} calls a missing checker {name}"
