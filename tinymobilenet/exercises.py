@@ -145,6 +145,25 @@ def _rng(seed):
     return np.random.default_rng((seed, 0x6578))
 
 
+def _check_grads(got, names, forward, wrt, G):
+    """Compare the student's gradients ``got`` (a tuple named ``names``) with central
+    differences of sum(forward() * G) w.r.t. the arrays ``wrt``; the worst error."""
+    if not isinstance(got, tuple) or len(got) != len(names):
+        raise _Mismatch(f"return a tuple ({', '.join(names)})")
+    want = _numeric(forward, wrt, G)
+    return max(_compare(n, g, w, TOL) for n, g, w in zip(names, got, want))
+
+
+def _conv_backward_case(fn, case, seed, forward, depthwise):
+    """One case of a convolution backward exercise: fn(dout, x, w, stride, padding)."""
+    x, w, s, p = _conv_case_arrays(case, seed, depthwise)
+
+    def out():
+        return forward(x, w, None, s, p)[0]
+    G = _rng(seed + 200).standard_normal(out().shape)
+    return _check_grads(fn(G.copy(), x.copy(), w.copy(), s, p), ("dx", "dw"), out, [x, w], G)
+
+
 # ---- the shared convolution cases, simple first ---------------------------------------------
 #          label                                    N  C  H  W  Co K  s  p   hint
 _CONV_CASES = [
@@ -232,20 +251,12 @@ def check_conv2d_forward(fn):
 def check_conv2d_backward(fn):
     """Check ``fn(dout, x, w, stride, padding) -> (dx, dw)`` against central differences of
     the convolution (float64, random upstream gradient)."""
-    def case(c, seed):
-        x, w, s, p = _conv_case_arrays(c, seed)
-        out, _ = F.conv2d_forward(x, w, None, s, p)
-        G = _rng(seed + 200).standard_normal(out.shape)
-        want = _numeric(lambda: F.conv2d_forward(x, w, None, s, p)[0], [x, w], G)
-        got = fn(G.copy(), x.copy(), w.copy(), s, p)
-        if not isinstance(got, tuple) or len(got) != 2:
-            raise _Mismatch("return a tuple (dx, dw)")
-        return max(_compare("dx", got[0], want[0], TOL), _compare("dw", got[1], want[1], TOL))
     return _run("check_conv2d_backward", [
         (c[0], c[-1] + "; dx: every input pixel under several windows collects the sum of "
          "their gradients (+=, not =); dw[o, c, p, q] = sum of dout[n, o, i, j] * "
          "xpad[n, c, i*stride + p, j*stride + q]",
-         lambda c=c, k=k: case(c, k)) for k, c in enumerate(_CONV_CASES)])
+         lambda c=c, k=k: _conv_backward_case(fn, c, k, F.conv2d_forward, False))
+        for k, c in enumerate(_CONV_CASES)])
 
 
 # ---- chapter 3 ------------------------------------------------------------------------------
@@ -264,19 +275,11 @@ def check_depthwise_forward(fn):
 def check_depthwise_backward(fn):
     """Check ``fn(dout, x, w, stride, padding) -> (dx, dw)`` (w: (C, 1, K, K)) against central
     differences of the depthwise convolution (float64, random upstream gradient)."""
-    def case(c, seed):
-        x, w, s, p = _conv_case_arrays(c, seed, depthwise=True)
-        out, _ = F.depthwise_conv2d_forward(x, w, None, s, p)
-        G = _rng(seed + 300).standard_normal(out.shape)
-        want = _numeric(lambda: F.depthwise_conv2d_forward(x, w, None, s, p)[0], [x, w], G)
-        got = fn(G.copy(), x.copy(), w.copy(), s, p)
-        if not isinstance(got, tuple) or len(got) != 2:
-            raise _Mismatch("return a tuple (dx, dw)")
-        return max(_compare("dx", got[0], want[0], TOL), _compare("dw", got[1], want[1], TOL))
     return _run("check_depthwise_backward", [
         (c[0], c[-1] + "; dw[c, 0, p, q] = sum over n, i, j of dout[n, c, i, j] * "
          "xpad[n, c, i*stride + p, j*stride + q]",
-         lambda c=c, k=k: case(c, k)) for k, c in enumerate(_CONV_CASES)])
+         lambda c=c, k=k: _conv_backward_case(fn, c, k, F.depthwise_conv2d_forward, True))
+        for k, c in enumerate(_CONV_CASES)])
 
 
 def _separable_and_full(C, Co, K, H):
@@ -320,11 +323,8 @@ def check_batchnorm_backward(fn):
         gamma, beta = rng.uniform(0.5, 1.5, C), rng.normal(0, 0.5, C)
         eps = 1e-5
         G = rng.standard_normal(shape)
-        want = _numeric(lambda: _bn_forward(x, gamma, beta, eps), [x, gamma, beta], G)
-        got = fn(G.copy(), x.copy(), gamma.copy(), eps)
-        if not isinstance(got, tuple) or len(got) != 3:
-            raise _Mismatch("return a tuple (dx, dgamma, dbeta)")
-        return max(_compare(n, g, w, TOL) for n, g, w in zip(("dx", "dgamma", "dbeta"), got, want))
+        return _check_grads(fn(G.copy(), x.copy(), gamma.copy(), eps), ("dx", "dgamma", "dbeta"),
+                            lambda: _bn_forward(x, gamma, beta, eps), [x, gamma, beta], G)
     hint = ("the batch mean and variance depend on x too: dx = gamma / sqrt(var + eps) * "
             "(dout - mean(dout) - xhat * mean(dout * xhat)), means over (N, H, W) per channel")
     return _run("check_batchnorm_backward", [
@@ -463,12 +463,9 @@ def check_se_backward(fn):
         w2, b2 = rng.normal(0, 0.8, (C, S)), rng.normal(0, 1.0, C)
         G = rng.standard_normal(x.shape)
         arrays = [x, w1, b1, w2, b2]
-        want = _numeric(lambda: se_forward(*arrays), arrays, G)
-        got = fn(G.copy(), *(a.copy() for a in arrays))
-        if not isinstance(got, tuple) or len(got) != 5:
-            raise _Mismatch("return a tuple (dx, dw1, db1, dw2, db2)")
-        return max(_compare(n, g, w, TOL) for n, g, w in
-                   zip(("dx", "dw1", "db1", "dw2", "db2"), got, want))
+        return _check_grads(fn(G.copy(), *(a.copy() for a in arrays)),
+                            ("dx", "dw1", "db1", "dw2", "db2"), lambda: se_forward(*arrays),
+                            arrays, G)
     hint = ("x reaches y twice: directly (dy * s) and through the gate; the gate's gradient "
             "ds = sum over H, W of dy * x flows back through h-sigmoid, fc2, ReLU, fc1 and the "
             "mean (divide by H*W)")
