@@ -75,10 +75,11 @@ def tiny_tiles(request, monkeypatch):
 
 
 # (N, C, H, W, K, stride, padding): odd sizes, stride 1/2/3, K < stride, 1x1 images,
-# padding larger than the kernel reach
+# "same" padding (the row layout) with images narrower than the kernel
 DW_CASES = [(3, 5, 9, 7, 3, 1, 1), (4, 6, 8, 5, 3, 2, 1), (2, 3, 9, 7, 5, 2, 2),
             (2, 3, 7, 11, 3, 3, 0), (3, 7, 6, 6, 1, 1, 0), (2, 4, 4, 4, 1, 2, 0),
-            (2, 2, 1, 1, 3, 2, 2), (5, 3, 16, 16, 3, 2, 1)]
+            (2, 2, 1, 1, 3, 2, 2), (5, 3, 16, 16, 3, 2, 1), (2, 3, 9, 7, 5, 1, 2),
+            (3, 4, 2, 3, 5, 1, 2), (2, 3, 1, 1, 3, 1, 1), (2, 2, 4, 1, 7, 1, 3)]
 
 
 @pytest.mark.parametrize("case", DW_CASES)

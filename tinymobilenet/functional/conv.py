@@ -350,23 +350,103 @@ def _check_depthwise_args(x, w):
         )
 
 
-class _Phases:
-    """The layout of the depthwise kernels' tiles.
+class _Layout:
+    """How the depthwise kernels lay out one tile: ``ct`` channels x ``nt`` samples.
 
-    A tile is ``ct`` channels x ``nt`` samples. Inside it, the zero-padded input is split
-    into its ``s x s`` *phases* ``xpad[a::s, b::s]`` (s = stride), each cropped to the
-    Hq x Wq pixels the windows read, and stored channel-major: phase (a, b) of the tile is
-    one (ct, nt*Lq) array, the nt images of a channel back to back (Lq = Hq*Wq).
+    Every pass of the kernel must be one long contiguous loop, so a tile keeps each
+    channel's nt images back to back in one flat row, ``grid`` values per image, and
+    kernel offset (i, j) reads a *flat shift* of that row. The output is computed on the
+    same grid, with a few positions per image that are not outputs (they read across an
+    image edge) and are dropped. Two layouts:
 
-    Kernel offset (i, j) reads phase ``(i % s, j % s)`` shifted by ``(i // s, j // s)``.
-    Because consecutive output rows of one image are consecutive runs of Wq values, that
-    window is a *flat shift*: ``phase[:, off : off + nt*Lq]`` with ``off = (i//s)*Wq + j//s``.
-    The output is computed on the same (ct, nt*Lq) grid. Of each Lq-block only Ho x Wo
-    values are real outputs; the rest (the Wq - Wo right columns and the bottom Hq - Ho
-    rows) read pixels of the next row or image and are dropped. In exchange every pass is
-    one long contiguous loop per channel over all nt images, multiplied by that channel's
-    weight: no short rows, no stride-2 loads, and NumPy's per-row overhead (~0.1 us) is
-    paid once per channel rather than once per image row.
+    - :class:`_SameRows`, stride 1 with "same" padding (K = 2*padding + 1): the images
+      unpadded, rows of W, separated by ``padding`` zero rows. A shift that runs off the
+      left or right edge wraps into the neighbouring row, so those taps have their
+      products zeroed in the columns they wrap to (``wrapped``).
+    - :class:`_Phases`, any stride and padding: the padded image split into its
+      stride x stride phases.
+    """
+
+    wrapped = None          # per kernel column j: output columns whose tap j is dropped
+
+    def tiles(self, itemsize, in_buffers, grid_buffers):
+        """Samples per tile, channels per tile and the (n0, n1, c0, c1) tiles, such that
+        ``in_buffers`` input-layout and ``grid_buffers`` output-grid buffers of one tile
+        fit in TILE_BYTES. Whole batches first (the longest loops), then channels."""
+        per_image = itemsize * (in_buffers * self.in_size + grid_buffers * self.grid)
+        nt = split_rows(self.N, per_image)
+        ct = split_rows(self.C, per_image * nt)
+        return nt, ct, [(n0, min(self.N, n0 + nt), c0, min(self.C, c0 + ct))
+                        for n0 in range(0, self.N, nt) for c0 in range(0, self.C, ct)]
+
+    def grid_buffer(self, nt, ct, dtype):
+        """Zeroed output-grid buffer (ct, nt*grid). Tiles overwrite only real outputs, so
+        the other positions stay zero (what the backward pass needs of dout)."""
+        return np.zeros((ct, nt * self.grid), dtype=dtype)
+
+    def windows(self, buf, nt, ct):
+        """The K*K flat-shifted views (ct, nt*grid) of an input buffer, in the order of
+        ``w.reshape(C, K*K)``."""
+        return [self.window(buf, i, j, nt, ct) for i in range(self.K) for j in range(self.K)]
+
+
+class _SameRows(_Layout):
+    """Stride 1, K = 2p + 1, padding p. One channel's row of the input buffer::
+
+        [p*W + p zeros] [image 0: H*W] [p*W zeros] [image 1] ... [image nt-1] [p*W + p zeros]
+
+    so image n starts at ``lead + n*S`` (S = (H + p)*W, lead = p*W + p). Output pixel
+    (n, ho, wo) sits at grid position ``q = n*S + ho*W + wo`` and its tap (i, j) reads input
+    position ``q + i*W + j``: the window of offset (i, j) starts at ``i*W + j``. A tap with
+    j < p at output column wo < p - j reads the end of the row above instead of zero
+    padding (j > p: the start of the row below), so those products are zeroed. The p rows
+    of grid between images are the only non-outputs: p/H extra work.
+    """
+
+    def __init__(self, x_shape, K, padding):
+        self.N, self.C, self.H, self.W = x_shape
+        self.K, self.p, self.Ho, self.Wo = K, padding, self.H, self.W
+        self.grid = (self.H + padding) * self.W                   # S, per image
+        self.lead = padding * self.W + padding
+        self.in_size = self.grid                                   # per image, + a tail
+        W, p = self.W, padding
+        self.wrapped = [list(range(0, min(W, p - j))) if j < p
+                        else list(range(max(0, W - (j - p)), W)) for j in range(K)]
+
+    def in_buffer(self, nt, ct, dtype):
+        return np.zeros((ct, nt * self.grid + 2 * self.lead), dtype=dtype)
+
+    def _images(self, buf, nt, ct, start):
+        """(ct, nt, H*W) view of the images in a buffer whose first image is at ``start``."""
+        S, HW = self.grid, self.H * self.W
+        return buf[:ct, start:start + nt * S].reshape(ct, nt, S)[:, :, :HW]
+
+    def scatter(self, buf, x, nt, ct):
+        """Copy an input tile x (nt, ct, H, W) in: one contiguous copy per image."""
+        self._images(buf, nt, ct, self.lead)[...] = x.reshape(nt, ct, -1).transpose(1, 0, 2)
+
+    def gather(self, dx, dbuf, nt, ct):
+        """dx (nt, ct, H, W) from an input-layout gradient buffer."""
+        dx.reshape(nt, ct, -1).transpose(1, 0, 2)[...] = self._images(dbuf, nt, ct, self.lead)
+
+    def window(self, buf, i, j, nt, ct):
+        off = i * self.W + j
+        return buf[:ct, off:off + nt * self.grid]
+
+    def outputs(self, grid, nt, ct):
+        """The real outputs (nt, ct, H, W) of an output-grid buffer (ct, nt*S)."""
+        return self._images(grid, nt, ct, 0).reshape(ct, nt, self.H, self.W).transpose(1, 0, 2, 3)
+
+
+class _Phases(_Layout):
+    """Any stride s and padding. The zero-padded input is split into its ``s x s`` phases
+    ``xpad[a::s, b::s]``, each cropped to the Hq x Wq pixels the windows read; phase (a, b)
+    of the tile is one (ct, nt*Lq) row per channel (Lq = Hq*Wq), images back to back.
+
+    Kernel offset (i, j) reads phase ``(i % s, j % s)`` shifted by ``(i // s, j // s)``:
+    the flat shift ``off = (i//s)*Wq + j//s``. Of each Lq-block of the grid only Ho x Wo
+    positions are outputs (the Wq - Wo right columns and Hq - Ho bottom rows read across
+    an edge). Stride-2 loads never happen: each phase is contiguous.
     """
 
     def __init__(self, x_shape, K, stride, padding):
@@ -376,63 +456,57 @@ class _Phases:
         self.Wo = conv_output_size(W, K, stride, padding)
         reach = (K - 1) // stride                  # phase pixels a window reaches past its start
         self.Hq, self.Wq = self.Ho + reach, self.Wo + reach
-        self.Lq = self.Hq * self.Wq                # one image of one phase, flat
+        self.grid = self.Hq * self.Wq              # Lq: one image of one phase, flat
         self.slack = reach * self.Wq + reach       # how far the last image's windows overrun
         self.P = min(stride, K)                    # phases that are read (K < s skips some)
+        self.in_size = self.P * self.P * self.grid
         self.rows = [_inside(H, a, stride, padding, self.Hq) for a in range(self.P)]
         self.cols = [_inside(W, b, stride, padding, self.Wq) for b in range(self.P)]
+        self.wrapped = [[] for _ in range(K)]
 
-    def tiles(self, itemsize, phase_buffers, grid_buffers):
-        """Tile sizes and the (n0, n1, c0, c1) tiles, so that the phase buffers
-        (P*P*Lq values per channel and image) and output-grid buffers (Lq values) of one
-        tile fit in TILE_BYTES. Whole batches first (the longest loops), then as many
-        channels as fit."""
-        per_image = itemsize * self.Lq * (phase_buffers * self.P * self.P + grid_buffers)
-        nt = split_rows(self.N, per_image)
-        ct = split_rows(self.C, per_image * nt)
-        return nt, ct, [(n0, min(self.N, n0 + nt), c0, min(self.C, c0 + ct))
-                        for n0 in range(0, self.N, nt) for c0 in range(0, self.C, ct)]
+    def in_buffer(self, nt, ct, dtype):
+        """Zeroed phase buffer (P, P, ct, nt*Lq + slack). Tiles overwrite only in-image
+        pixels, so the zero padding written here stays valid for every tile."""
+        return np.zeros((self.P, self.P, ct, nt * self.grid + self.slack), dtype=dtype)
 
-    def buffer(self, nt, ct, dtype, phases=True):
-        """A zeroed tile buffer, (P, P, ct, nt*Lq + slack) of phases or (ct, nt*Lq) of
-        outputs. Tiles overwrite only the in-image pixels, so zero padding written here
-        stays valid for every tile of the same size."""
-        if phases:
-            return np.zeros((self.P, self.P, ct, nt * self.Lq + self.slack), dtype=dtype)
-        return np.zeros((ct, nt * self.Lq), dtype=dtype)
-
-    def images(self, flat, nt, ct):
-        """A (ct, nt*Lq...) tile array seen as (ct, nt, Hq, Wq) images."""
-        return flat[:ct, :nt * self.Lq].reshape(ct, nt, self.Hq, self.Wq)
+    def _image(self, flat, nt, ct):
+        return flat[:ct, :nt * self.grid].reshape(ct, nt, self.Hq, self.Wq)
 
     def scatter(self, xq, x, nt, ct):
-        """Fill the phases (P, P, ct, ...) from an input tile x (nt, ct, H, W)."""
+        """Fill the phases from an input tile x (nt, ct, H, W)."""
         xt = x.transpose(1, 0, 2, 3)                                     # (ct, nt, H, W) view
         for a, (pr, xr) in enumerate(self.rows):
             for b, (pc, xc) in enumerate(self.cols):
-                self.images(xq[a, b], nt, ct)[:, :, pr, pc] = xt[:, :, xr, xc]
+                self._image(xq[a, b], nt, ct)[:, :, pr, pc] = xt[:, :, xr, xc]
 
     def gather(self, dx, dxq, nt, ct):
-        """Inverse of :meth:`scatter`: dx (nt, ct, H, W) from phase gradients; the
-        gradient that fell on padding is dropped."""
+        """Inverse of :meth:`scatter`; the gradient that fell on padding is dropped."""
         dxt = dx.transpose(1, 0, 2, 3)
         for a, (pr, xr) in enumerate(self.rows):
             for b, (pc, xc) in enumerate(self.cols):
-                dxt[:, :, xr, xc] = self.images(dxq[a, b], nt, ct)[:, :, pr, pc]
+                dxt[:, :, xr, xc] = self._image(dxq[a, b], nt, ct)[:, :, pr, pc]
 
     def window(self, xq, i, j, nt, ct):
-        """What kernel offset (i, j) sees at every output-grid position: (ct, nt*Lq) view."""
         s = self.s
         off = (i // s) * self.Wq + j // s
-        return xq[i % s, j % s, :ct, off:off + nt * self.Lq]
+        return xq[i % s, j % s, :ct, off:off + nt * self.grid]
 
-    def windows(self, xq, nt, ct):
-        """The K*K windows of a tile buffer, in the order of ``w.reshape(C, K*K)``."""
-        return [self.window(xq, i, j, nt, ct) for i in range(self.K) for j in range(self.K)]
+    def outputs(self, grid, nt, ct):
+        """The real outputs (nt, ct, Ho, Wo) of an output-grid buffer (ct, nt*Lq)."""
+        return self._image(grid, nt, ct)[:, :, :self.Ho, :self.Wo].transpose(1, 0, 2, 3)
 
-    def outputs(self, acc, nt, ct):
-        """The real outputs (nt, ct, Ho, Wo) of an output-grid tile (ct, nt*Lq)."""
-        return self.images(acc, nt, ct)[:, :, :self.Ho, :self.Wo].transpose(1, 0, 2, 3)
+
+def _layout(x_shape, K, stride, padding):
+    if stride == 1 and 2 * padding == K - 1 and K > 1:
+        return _SameRows(x_shape, K, padding)
+    return _Phases(x_shape, K, stride, padding)
+
+
+def _drop_wrapped(a, cols, W):
+    """Zero the grid columns ``cols`` of a (ct, nt*grid) array (its row length W divides
+    the grid): the products of a tap that wrapped around a row edge."""
+    for c in cols:
+        a[:, c::W] = 0
 
 
 def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0):
@@ -449,30 +523,31 @@ def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0):
     memory-bound, so it runs on tiles of a few channels x samples (about TILE_BYTES of
     buffers, see :mod:`.tiling`): all K*K passes over a tile happen while it is in cache,
     accumulating in place, and tiles run on parallel threads. Inside a tile each pass is
-    one contiguous loop per channel (see :class:`_Phases`). The only full-size
-    allocation is ``out``.
+    one contiguous loop per channel over a flat-shifted window (see :class:`_Layout`).
+    The only full-size allocation is ``out``.
     """
     _check_depthwise_args(x, w)
     C, K = x.shape[1], w.shape[2]
-    g = _Phases(x.shape, K, stride, padding)
+    g = _layout(x.shape, K, stride, padding)
     wk = w.reshape(C, K * K)
     out = np.empty((g.N, C, g.Ho, g.Wo), dtype=x.dtype)
-    nt, ct, tiles = g.tiles(x.itemsize, 1, 2)              # phases; accumulator, product
+    nt, ct, tiles = g.tiles(x.itemsize, 1, 2)              # input; accumulator, product
 
     def work(chunk):
-        xq = g.buffer(nt, ct, x.dtype)                     # (P, P, ct, nt*Lq + slack)
-        acc = g.buffer(nt, ct, x.dtype, phases=False)      # (ct, nt*Lq) output grid
+        xq = g.in_buffer(nt, ct, x.dtype)
+        acc = g.grid_buffer(nt, ct, x.dtype)               # (ct, nt*grid)
         tmp = np.empty_like(acc)
         for n0, n1, c0, c1 in chunk:
             m, k = n1 - n0, c1 - c0
             g.scatter(xq, x[n0:n1, c0:c1], m, k)
-            a, t = acc[:k, :m * g.Lq], tmp[:k, :m * g.Lq]
-            wins = g.windows(xq, m, k)                     # K*K views (k, m*Lq)
+            a, t = acc[:k, :m * g.grid], tmp[:k, :m * g.grid]
             wts = wk[c0:c1].T[:, :, None]                  # (K*K, k, 1): offset, channel
-            np.multiply(wins[0], wts[0], out=a)
-            for win, wij in zip(wins[1:], wts[1:]):
-                np.multiply(win, wij, out=t)
-                a += t
+            for o, win in enumerate(g.windows(xq, m, k)):  # (k, m*grid) views
+                dst = a if o == 0 else t
+                np.multiply(win, wts[o], out=dst)
+                _drop_wrapped(dst, g.wrapped[o % K], g.Wo)
+                if o:
+                    a += t
             out[n0:n1, c0:c1] = g.outputs(acc, m, k)       # (m, k, Ho, Wo)
 
     run_tiles(work, tiles, size=out.size * K * K)
@@ -490,34 +565,44 @@ def depthwise_conv2d_backward(dout, cache):
         dw[c, 0, i, j] = sum_{n, ho, wo} dout[n, c, ho, wo] * xpad[n, c, i + s*ho, j + s*wo]
         dxpad[:, :, i::s, j::s] += w[:, 0, i, j] * dout
 
-    Same tiles and layout as the forward pass: the phases of x are rebuilt per tile
-    (cheaper than caching a padded copy), dout is placed on the output grid with zeros
-    at the dropped positions so they contribute nothing, dw is a row-wise dot product
-    (no product array), and dx is scattered into phase buffers and gathered back.
+    Same tiles and layout as the forward pass: x is laid out again per tile (cheaper than
+    caching a padded copy), dout is placed on the output grid with zeros at the positions
+    that are not outputs (and, per kernel column, at the columns its taps wrapped to) so
+    they contribute nothing; dw is a row-wise dot product (no product array), and dx is
+    accumulated in the input layout and copied out.
     """
     x, w, has_bias, stride, padding = cache
     C, K = x.shape[1], w.shape[2]
-    g = _Phases(x.shape, K, stride, padding)
+    g = _layout(x.shape, K, stride, padding)
     wk = w.reshape(C, K * K)
     dx = np.zeros(x.shape, dtype=dout.dtype)   # pixels no window reaches keep a zero gradient
-    nt, ct, tiles = g.tiles(x.itemsize, 2, 2)              # x, dx phases; dout, product
+    masked = [j for j in range(K) if g.wrapped[j]]
+    # x, dx in the input layout; dout, product and dout per wrapping column on the grid
+    nt, ct, tiles = g.tiles(x.itemsize, 2, 2 + len(masked))
     dw_tiles = np.zeros((len(range(0, g.N, nt)), C, K * K), dtype=dout.dtype)
 
     def work(chunk):
-        xq = g.buffer(nt, ct, x.dtype)                     # (P, P, ct, nt*Lq + slack)
-        dxq = np.empty_like(xq)                            # their gradient
-        dgrid = g.buffer(nt, ct, dout.dtype, phases=False)  # (ct, nt*Lq), zero off-image
+        xq = g.in_buffer(nt, ct, x.dtype)
+        dxq = np.empty_like(xq)
+        dgrid = g.grid_buffer(nt, ct, dout.dtype)          # (ct, nt*grid), zero off-output
         tmp = np.empty_like(dgrid)
+        dmasked = {j: np.empty_like(dgrid) for j in masked}
         for n0, n1, c0, c1 in chunk:
             m, k = n1 - n0, c1 - c0
             g.scatter(xq, x[n0:n1, c0:c1], m, k)
             g.outputs(dgrid, m, k)[...] = dout[n0:n1, c0:c1]
-            d, t = dgrid[:k, :m * g.Lq], tmp[:k, :m * g.Lq]
-            dxq[:, :, :k] = 0
+            d, t = dgrid[:k, :m * g.grid], tmp[:k, :m * g.grid]
+            dcol = {j: d for j in range(K)}                # dout as seen by kernel column j
+            for j in masked:
+                dcol[j] = dmasked[j][:k, :m * g.grid]
+                dcol[j][...] = d
+                _drop_wrapped(dcol[j], g.wrapped[j], g.Wo)
+            dxq[..., :k, :] = 0
             wts = wk[c0:c1].T[:, :, None]                  # (K*K, k, 1)
             for o, (win, dwin) in enumerate(zip(g.windows(xq, m, k), g.windows(dxq, m, k))):
-                dw_tiles[n0 // nt, c0:c1, o] = _rowdot(d, win)
-                np.multiply(d, wts[o], out=t)
+                dj = dcol[o % K]
+                dw_tiles[n0 // nt, c0:c1, o] = _rowdot(dj, win)
+                np.multiply(dj, wts[o], out=t)
                 dwin += t
             g.gather(dx[n0:n1, c0:c1], dxq, m, k)
 
