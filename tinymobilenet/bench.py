@@ -341,6 +341,13 @@ def _time(fn):
     return time.perf_counter() - t0
 
 
+# Seconds to wait before switching library. After a call, OpenBLAS's worker threads and
+# PyTorch's OpenMP threads keep spinning for a while, waiting for more work; timed right
+# after the other library, an operation finds its cores taken and its 2-thread matmuls
+# can be 10-50x slower. Measured here: 0.05 s is enough; 0.1 s leaves a margin.
+SETTLE = 0.1
+
+
 def _measure(case, rng, repeats, torch_on):
     """Median fwd, bwd and total seconds for ours and PyTorch, interleaved round by round
     (one warm-up round first), so a burst of load from elsewhere hits both alike."""
@@ -350,8 +357,11 @@ def _measure(case, rng, repeats, torch_on):
         tfwd, tbwd = case.make_torch(rng)
     ours, theirs = [], []
     for r in range(repeats + 1):
+        if tfwd is not None:
+            time.sleep(SETTLE)
         a, b = _time(fwd), _time(bwd)
         if tfwd is not None:
+            time.sleep(SETTLE)
             c, d = _time(tfwd), _time(tbwd)
             if r:
                 theirs.append(c + d)
@@ -365,6 +375,7 @@ def run(quick=False, compare_torch=False, threads=None, repeats=None, only=None,
         progress=None) -> dict:
     """Run the benchmark; returns ``{"machine": ..., "results": [Result as dict, ...]}``."""
     threads = threads or tiling.num_threads()
+    old_threads = tiling.num_threads()
     tiling.set_num_threads(threads)
     limiter = _limit_blas(threads)
     torch_version = None
@@ -388,6 +399,7 @@ def run(quick=False, compare_torch=False, threads=None, repeats=None, only=None,
                 progress(results[-1])
         return {"machine": machine, "results": results}
     finally:
+        tiling.set_num_threads(old_threads)
         if limiter is not None:
             limiter.restore_original_limits()
 
