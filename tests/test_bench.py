@@ -98,7 +98,8 @@ def test_tiled_depthwise_and_im2col_conv_match_naive(case, tiny_tiles):
     ref, ref_cache = F.conv2d_forward_naive(x, w_full, None, s, p)
     np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
     dout = randn(*out.shape, seed=6)
-    for a, e in zip(F.conv2d_backward(dout, cache)[:2], F.conv2d_backward_naive(dout, ref_cache)[:2]):
+    for a, e in zip(F.conv2d_backward(dout, cache)[:2],
+                    F.conv2d_backward_naive(dout, ref_cache)[:2]):
         np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
 
 
@@ -112,7 +113,8 @@ def _batchnorm_reference(x, gamma, beta, dout, eps=1e-5):
     dgamma, dbeta = (dout * xhat).sum(axis=axes), dout.sum(axis=axes)
     dxhat = dout * gamma.reshape(shape)
     dx = (dxhat - dxhat.mean(axis=axes, keepdims=True)
-          - xhat * (dxhat * xhat).mean(axis=axes, keepdims=True)) / np.sqrt(var.reshape(shape) + eps)
+          - xhat * (dxhat * xhat).mean(axis=axes, keepdims=True))
+    dx /= np.sqrt(var.reshape(shape) + eps)
     return out, dx, dgamma, dbeta
 
 

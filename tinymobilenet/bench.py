@@ -38,7 +38,8 @@ import numpy as np
 from . import nn
 from .functional import tiling
 
-__all__ = ["Case", "cases", "machine_peaks", "run", "format_table", "plot_ratios",
+__all__ = ["Case", "cases", "machine_peaks", "run", "format_table", "format_markdown",
+           "plot_ratios",
            "peak_memory", "main", "TARGETS"]
 
 # Ratio targets ours / PyTorch CPU (forward + backward), per kind of operation
@@ -127,7 +128,8 @@ def _conv_case(name, kind, N, C, Co, H, K, stride, groups=1):
     pad = (K - 1) // 2
     Ho = (H + 2 * pad - K) // stride + 1
     macs = N * Co * Ho * Ho * (C // groups) * K * K
-    x_bytes, y_bytes, w_bytes = 4 * N * C * H * H, 4 * N * Co * Ho * Ho, 4 * Co * C // groups * K * K
+    x_bytes, y_bytes = 4 * N * C * H * H, 4 * N * Co * Ho * Ho
+    w_bytes = 4 * Co * C // groups * K * K
 
     def make(rng):
         conv = nn.Conv2d(C, Co, K, stride, pad, groups=groups, bias=False,
@@ -328,7 +330,8 @@ def machine_peaks(quick: bool = False) -> dict:
 
     t = _median_time(lambda: tiling.run_tiles(copy, chunks), 3 if quick else 7)
     gbs = 2.0 * src.nbytes / t / 1e9
-    return {"matmul_gflops": gflops, "copy_gbs": gbs, "matmul_n": n, "copy_mb": src.nbytes / 2 ** 20}
+    return {"matmul_gflops": gflops, "copy_gbs": gbs, "matmul_n": n,
+            "copy_mb": src.nbytes / 2 ** 20}
 
 
 # ----------------------------------------------------------------------------------------
@@ -511,7 +514,8 @@ def format_table(report: dict) -> str:
         "",
     ]
     has_torch = any(r["torch_ms"] is not None for r in report["results"])
-    head = f"{'operation':44s} {'fwd ms':>8s} {'bwd ms':>8s} {'total':>8s} {'achieved':>14s} {'roof':>5s}"
+    head = (f"{'operation':44s} {'fwd ms':>8s} {'bwd ms':>8s} {'total':>8s} "
+            f"{'achieved':>14s} {'roof':>5s}")
     if has_torch:
         head += f" {'torch ms':>9s} {'ratio':>6s} {'target':>7s}"
     lines += [head, "-" * len(head)]
@@ -538,6 +542,22 @@ def format_table(report: dict) -> str:
         for name, v in mem["depthwise_peak_in_activations"].items():
             lines.append(f"peak allocation of {name}: forward {v['forward']:.2f}, backward "
                          f"{v['backward']:.2f} input sizes (output / dx included)")
+    return "\n".join(lines)
+
+
+def format_markdown(report: dict) -> str:
+    """The results as a Markdown table (for the README)."""
+    lines = ["| operation | fwd + bwd ms | achieved | roof | PyTorch ms | ratio | target |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for r in report["results"]:
+        ach = f"{r['achieved']:.1f} {r['unit']}" if r["achieved"] else "-"
+        roof = f"{100 * r['roof_fraction']:.0f} %" if r["roof_fraction"] is not None else "-"
+        torch_ms = "-" if r["torch_ms"] is None else f"{r['torch_ms']:.1f}"
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        target = "" if r["target"] is None else f"<= {r['target']:.1f}x" + (
+            "" if r["ratio"] is None else (" met" if r["ratio"] <= r["target"] else " **missed**"))
+        lines.append(f"| {r['name']} | {r['ms']:.1f} | {ach} | {roof} | {torch_ms} | {ratio} "
+                     f"| {target} |")
     return "\n".join(lines)
 
 
@@ -579,12 +599,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinymobilenet.bench",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--compare", choices=["torch"], help="time PyTorch CPU side by side")
-    parser.add_argument("--format", choices=["table", "json"], default="table")
-    parser.add_argument("--quick", action="store_true", help="tiny shapes, few repeats (smoke test)")
+    parser.add_argument("--format", choices=["table", "json", "markdown"], default="table")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny shapes, few repeats (smoke test)")
     parser.add_argument("--threads", type=int, help="threads for ours, BLAS and torch "
                         "(default: tinymobilenet.functional.tiling.num_threads())")
     parser.add_argument("--repeats", type=int, help="timed rounds per operation")
-    parser.add_argument("--only", nargs="*", help="run only operations whose name contains one of these")
+    parser.add_argument("--only", nargs="*",
+                        help="run only operations whose name contains one of these")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc report")
     parser.add_argument("--plot", metavar="PNG", help="also draw the ratios (needs --compare)")
     args = parser.parse_args(argv)
@@ -605,6 +627,8 @@ def main(argv=None) -> int:
         plot_ratios(report, args.plot)
     if args.format == "json":
         print(json.dumps(report, indent=2))
+    elif args.format == "markdown":
+        print(format_markdown(report))
     else:
         print(format_table(report))
     return 0

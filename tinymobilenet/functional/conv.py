@@ -83,14 +83,6 @@ def _rowdot(a, b):
     return np.einsum("...l,...l->...", a, b)
 
 
-def _window(xp: np.ndarray, i: int, j: int, Ho: int, Wo: int, stride: int) -> np.ndarray:
-    """The strided view ``xp[:, :, i + stride*ho, j + stride*wo]`` for all (ho, wo).
-
-    This is the input each output pixel sees at kernel offset (i, j): shape (N, C, Ho, Wo).
-    """
-    return xp[:, :, i:i + stride * (Ho - 1) + 1:stride, j:j + stride * (Wo - 1) + 1:stride]
-
-
 def _inside(size, i, stride, padding, out_size):
     """The output positions whose kernel tap ``i`` lands inside the input, and where.
 
