@@ -559,18 +559,16 @@ def depthwise_conv2d_backward(dout, cache):
 
     Same tiles and layout as the forward pass: x is laid out again per tile (cheaper than
     caching a padded copy), dout is placed on the output grid with zeros at the positions
-    that are not outputs (and, per kernel column, at the columns its taps wrapped to) so
-    they contribute nothing; dw is a row-wise dot product (no product array), and dx is
-    accumulated in the input layout and copied out.
+    that are not outputs so they contribute nothing; dw is a row-wise dot product (no
+    product array) less the few taps that wrapped around a row edge, and dx is accumulated
+    in the input layout (wrapped taps dropped, as in forward) and copied out.
     """
     x, w, has_bias, stride, padding = cache
     C, K = x.shape[1], w.shape[2]
     g = _layout(x.shape, K, stride, padding)
     wk = w.reshape(C, K * K)
     dx = np.zeros(x.shape, dtype=dout.dtype)   # pixels no window reaches keep a zero gradient
-    masked = [j for j in range(K) if g.wrapped[j]]
-    # x, dx in the input layout; dout, product and dout per wrapping column on the grid
-    nt, ct, tiles = g.tiles(x.itemsize, 2, 2 + len(masked))
+    nt, ct, tiles = g.tiles(x.itemsize, 2, 2)              # x, dx in input layout; dout, product
     dw_tiles = np.zeros((len(range(0, g.N, nt)), C, K * K), dtype=dout.dtype)
 
     def work(chunk):
@@ -578,23 +576,21 @@ def depthwise_conv2d_backward(dout, cache):
         dxq = np.empty_like(xq)
         dgrid = g.grid_buffer(nt, ct, dout.dtype)          # (ct, nt*grid), zero off-output
         tmp = np.empty_like(dgrid)
-        dmasked = {j: np.empty_like(dgrid) for j in masked}
         for n0, n1, c0, c1 in chunk:
             m, k = n1 - n0, c1 - c0
             g.scatter(xq, x[n0:n1, c0:c1], m, k)
             g.outputs(dgrid, m, k)[...] = dout[n0:n1, c0:c1]
             d, t = dgrid[:k, :m * g.grid], tmp[:k, :m * g.grid]
-            dcol = {j: d for j in range(K)}                # dout as seen by kernel column j
-            for j in masked:
-                dcol[j] = dmasked[j][:k, :m * g.grid]
-                dcol[j][...] = d
-                _drop_wrapped(dcol[j], g.wrapped[j], g.Wo)
             dxq[..., :k, :] = 0
             wts = wk[c0:c1].T[:, :, None]                  # (K*K, k, 1)
             for o, (win, dwin) in enumerate(zip(g.windows(xq, m, k), g.windows(dxq, m, k))):
-                dj = dcol[o % K]
-                dw_tiles[n0 // nt, c0:c1, o] = _rowdot(dj, win)
-                np.multiply(dj, wts[o], out=t)
+                wrapped = g.wrapped[o % K]
+                dwo = _rowdot(d, win)                                  # (k,)
+                for col in wrapped:                        # minus the taps that wrapped
+                    dwo -= _rowdot(d[:, col::g.Wo], win[:, col::g.Wo])
+                dw_tiles[n0 // nt, c0:c1, o] = dwo
+                np.multiply(d, wts[o], out=t)
+                _drop_wrapped(t, wrapped, g.Wo)
                 dwin += t
             g.gather(dx[n0:n1, c0:c1], dxq, m, k)
 
