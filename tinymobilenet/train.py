@@ -153,6 +153,7 @@ def fit(model, data, epochs: int, optimizer, schedule=None, *, test_data=None,
     ``config`` stored in it. ``resume``: a checkpoint path to continue from; the model
     and optimizer must be built as for the original run. ``on_epoch_end(row)`` is called
     after each epoch (after the checkpoint); if it returns True, training stops there.
+    The model is left in eval mode.
     """
     data = _as_dataset(data)
     test_data = None if test_data is None else _as_dataset(test_data)
@@ -178,7 +179,7 @@ def fit(model, data, epochs: int, optimizer, schedule=None, *, test_data=None,
             optimizer.lr = schedule(optimizer.step_count)
             logits = model(x)
             loss = loss_fn(logits, y)
-            model.backward(loss_fn.backward())
+            model.backward(loss_fn.backward())     # overwrites every .grad: no zero_grad needed
             optimizer.step()
             total_loss += loss * len(y)
             correct += int((logits.argmax(axis=1) == y).sum())

@@ -12,6 +12,8 @@ C. Kaynak (1998), UCI Machine Learning Repository, licensed CC BY 4.0; see
 LICENSE-digits.txt in this folder.
 """
 
+import numpy as np
+
 from .arrays import Dataset, Splits, batches, random_shift, resize
 from .digits import DIGITS_TEST_SIZE, DIGITS_TRAIN_SIZE, digits_arrays, load_digits
 from .shapes import SHAPES, load_shapes, make_shapes
@@ -26,7 +28,6 @@ def load_dataset(name: str, resolution: int | None = None, channels: int = 1, se
     if name == "shapes":
         train, test = load_shapes(resolution or 32, seed=seed)
         if channels != 1:
-            import numpy as np
             train.x, test.x = (np.repeat(d.x, channels, axis=1) for d in (train, test))
         return Splits(train, test)
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
