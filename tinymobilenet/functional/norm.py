@@ -23,12 +23,12 @@ def _check(x):
 
 
 def _channel_tiles(x):
-    """Channel tiles ``(c0, c1)`` of ``x`` whose N x ct x H x W values, times the ~3
-    arrays a pass touches, fit in TILE_BYTES: every pass over a tile stays in cache."""
+    """Channels per tile and the ``(c0, c1)`` tiles of ``x``: N x ct x H x W values,
+    times the ~4 arrays a pass touches, fit in TILE_BYTES, so every pass over a tile
+    stays in cache."""
     N, C = x.shape[:2]
-    per_channel = 3 * x.itemsize * (x.size // C)
-    ct = split_rows(C, per_channel)
-    return [(c0, min(C, c0 + ct)) for c0 in range(0, C, ct)]
+    ct = split_rows(C, 4 * x.itemsize * (x.size // C))
+    return ct, [(c0, min(C, c0 + ct)) for c0 in range(0, C, ct)]
 
 
 def _rows(a, c0, c1):
@@ -55,9 +55,11 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
     Returns ``(out, cache)`` with ``out`` shaped like ``x``. In training mode
     ``running_mean`` and ``running_var`` (C,) are updated in place.
 
-    Per channel tile (see :func:`_channel_tiles`): mean, ``xc = x - mean``, the biased
-    variance from ``xc`` (two-pass, no cancellation), then ``out = xc * (gamma*inv_std) + beta``.
-    The cache keeps ``xc`` (xhat = xc * inv_std is recomputed on the fly in backward).
+    Per channel tile (see :func:`_channel_tiles`): the mean, ``xc = x - mean`` in a
+    tile-sized scratch buffer, the biased variance from ``xc`` (two passes, no
+    cancellation), then ``out = xc * (gamma*inv_std) + beta``. The cache holds ``x`` itself
+    (a reference: the previous layer's output, alive anyway) and the statistics; backward
+    rebuilds ``xc`` tile by tile in cache. So the only activation-sized allocation is ``out``.
     """
     _check(x)
     N, C = x.shape[:2]
@@ -67,25 +69,27 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
         raise ValueError(
             f"batchnorm: training needs more than one value per channel, got input {x.shape}"
         )
-    xc = np.empty(x.shape, dtype=x.dtype)            # C-contiguous, so _rows are views
+    x = np.ascontiguousarray(x)                      # so _rows are views
     out = np.empty(x.shape, dtype=x.dtype)
-    mean = np.empty(C, dtype=x.dtype) if training else running_mean.astype(x.dtype, copy=False)
-    var = np.empty(C, dtype=x.dtype) if training else running_var.astype(x.dtype, copy=False)
+    mean = np.empty(C, dtype=x.dtype) if training else running_mean.astype(x.dtype)
+    var = np.empty(C, dtype=x.dtype) if training else running_var.astype(x.dtype)
     inv_std = np.empty(C, dtype=x.dtype)
-    tiles = _channel_tiles(x)
+    ct, tiles = _channel_tiles(x)
 
     def work(chunk):
+        scratch = np.empty((N, ct * L), dtype=x.dtype)
         for c0, c1 in chunk:
-            ct = c1 - c0
-            xr, cr, outr = _rows(x, c0, c1), _rows(xc, c0, c1), _rows(out, c0, c1)  # (N, ct*L)
+            k = c1 - c0
+            xr, outr = _rows(x, c0, c1), _rows(out, c0, c1)         # (N, k*L)
+            xc = scratch[:, :k * L]
             if training:
-                mean[c0:c1] = _channel_sum(xr, ct) / m
-            np.subtract(xr, _per_value(mean[c0:c1], L), out=cr)
+                mean[c0:c1] = _channel_sum(xr, k) / m
+            np.subtract(xr, _per_value(mean[c0:c1], L), out=xc)
             if training:
-                np.multiply(cr, cr, out=outr)                  # out as scratch: xc**2
-                var[c0:c1] = _channel_sum(outr, ct) / m        # biased: normalizes the batch
+                np.multiply(xc, xc, out=outr)                  # out as scratch: xc**2
+                var[c0:c1] = _channel_sum(outr, k) / m         # biased: normalizes the batch
             inv_std[c0:c1] = 1 / np.sqrt(var[c0:c1] + eps)
-            np.multiply(cr, _per_value(gamma[c0:c1] * inv_std[c0:c1], L), out=outr)
+            np.multiply(xc, _per_value(gamma[c0:c1] * inv_std[c0:c1], L), out=outr)
             outr += _per_value(beta[c0:c1], L)
 
     run_tiles(work, tiles, size=x.size)
@@ -95,7 +99,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
         running_mean += momentum * mean
         running_var *= 1 - momentum
         running_var += momentum * var * (m / (m - 1))
-    cache = (xc, gamma, inv_std, training, tiles)
+    cache = (x, gamma, inv_std, training, mean, ct, tiles)
     return out, cache
 
 
@@ -107,34 +111,38 @@ def batchnorm_backward(dout, cache):
         dx = gamma * inv_std * (dout - mean(dout) - xhat * mean(dout * xhat))
 
     because the batch mean and variance depend on x too. In eval mode the statistics are
-    constants and ``dx = gamma * inv_std * dout``. With xc = x - mean the train-mode
-    formula is computed per channel tile as
+    constants and ``dx = gamma * inv_std * dout``. With xc = x - mean (rebuilt per channel
+    tile) the train-mode formula is computed as
     ``dx = k * (dout - mean(dout) - xc * (inv_std**2 * mean(dout * xc)))``, k = gamma * inv_std.
     """
-    xc, gamma, inv_std, training, tiles = cache
-    N, C = xc.shape[:2]
-    L = xc.size // (N * C) if xc.size else 1
+    x, gamma, inv_std, training, mean, ct, tiles = cache
+    N, C = x.shape[:2]
+    L = x.size // (N * C) if x.size else 1
     m = N * L
+    dout = np.ascontiguousarray(dout)
     dx = np.empty(dout.shape, dtype=dout.dtype)
     dgamma = np.empty(C, dtype=dout.dtype)
     dbeta = np.empty(C, dtype=dout.dtype)
 
     def work(chunk):
+        scratch = np.empty((N, ct * L), dtype=x.dtype)
         for c0, c1 in chunk:
-            ct = c1 - c0
-            dr, cr, dxr = _rows(dout, c0, c1), _rows(xc, c0, c1), _rows(dx, c0, c1)
-            k = gamma[c0:c1] * inv_std[c0:c1]                       # (ct,)
-            dbeta[c0:c1] = _channel_sum(dr, ct)
-            np.multiply(dr, cr, out=dxr)                            # dx as scratch: dout*xc
-            dxc = _channel_sum(dxr, ct)                             # sum(dout * xc)
+            k = c1 - c0
+            dr, xr, dxr = _rows(dout, c0, c1), _rows(x, c0, c1), _rows(dx, c0, c1)
+            xc = scratch[:, :k * L]
+            np.subtract(xr, _per_value(mean[c0:c1], L), out=xc)
+            scale = gamma[c0:c1] * inv_std[c0:c1]                   # (k,)
+            dbeta[c0:c1] = _channel_sum(dr, k)
+            np.multiply(dr, xc, out=dxr)                            # dx as scratch: dout*xc
+            dxc = _channel_sum(dxr, k)                              # sum(dout * xc)
             dgamma[c0:c1] = dxc * inv_std[c0:c1]                    # sum(dout * xhat)
             if training:
-                np.multiply(cr, _per_value(inv_std[c0:c1] ** 2 * dxc / m, L), out=dxr)
+                np.multiply(xc, _per_value(inv_std[c0:c1] ** 2 * dxc / m, L), out=dxr)
                 dxr += _per_value(dbeta[c0:c1] / m, L)
                 np.subtract(dr, dxr, out=dxr)
-                dxr *= _per_value(k, L)
+                dxr *= _per_value(scale, L)
             else:
-                np.multiply(dr, _per_value(k, L), out=dxr)
+                np.multiply(dr, _per_value(scale, L), out=dxr)
 
     run_tiles(work, tiles, size=dout.size)
     return dx, dgamma, dbeta
