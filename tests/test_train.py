@@ -127,6 +127,12 @@ def test_refuses_pickled_and_foreign_files(tmp_path):
     np.savez(objects, meta=np.array([{"format": 1}], dtype=object))
     with pytest.raises(train.CheckpointError, match="not a tinymobilenet checkpoint"):
         train.load_checkpoint(objects, model)
+    good = tmp_path / "good.npz"
+    train.save_checkpoint(good, model, opt, 0)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(train.CheckpointError, match="not a tinymobilenet checkpoint"):
+        train.load_checkpoint(truncated, model)
     plain = tmp_path / "plain.npz"
     np.savez(plain, weight=np.zeros(3))
     with pytest.raises(train.CheckpointError, match="no 'meta'"):
@@ -143,6 +149,9 @@ def test_refuses_a_checkpoint_of_another_model(tmp_path):
     wider = nn.Sequential(*list(small_net())[:-1], nn.Linear(64, 12))
     with pytest.raises(train.CheckpointError, match="5.weight"):
         train.load_checkpoint(path, wider)
+    fewer = SGD(model.parameters()[:3], lr=0.1)
+    with pytest.raises(train.CheckpointError, match="does not match the optimizer"):
+        train.load_checkpoint(path, small_net(), fewer)
 
 
 def test_progress_modes():

@@ -21,6 +21,7 @@ import math
 import os
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -245,7 +246,7 @@ def load_checkpoint(path, model=None, optimizer=None) -> dict:
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (ValueError, OSError, EOFError) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{path}: not a tinymobilenet checkpoint ({e})") from None
     if "meta" not in arrays:
         raise CheckpointError(f"{path}: not a tinymobilenet checkpoint (no 'meta' entry)")
@@ -255,6 +256,10 @@ def load_checkpoint(path, model=None, optimizer=None) -> dict:
         raise CheckpointError(f"{path}: unreadable meta data ({e})") from None
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
+    missing = [k for k in ("epoch", "seed", "history", "config", "optimizer", "rng_states")
+               if k not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: meta data lacks {', '.join(missing)}")
     if model is not None:
         weights = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
         try:
