@@ -561,35 +561,44 @@ def format_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_ratios(report: dict, path: str) -> None:
-    """Bar chart of the ratios ours / PyTorch with each operation's target marked."""
+def plot_ratios(reports, path: str) -> None:
+    """Bar chart of the ratios ours / PyTorch per operation, with each target marked.
+
+    ``reports``: one report of :func:`run` (with ``compare_torch``) or a list of them,
+    e.g. a 1-thread and a 2-thread run, drawn as grouped bars labelled by thread count.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in report["results"] if r.get("ratio") is not None]
-    if not rows:
+    reports = [reports] if isinstance(reports, dict) else list(reports)
+    names = [r["name"] for r in reports[0]["results"] if r.get("ratio") is not None]
+    if not names:
         raise ValueError("plot_ratios: the report has no ratios (run with --compare torch)")
-    names = [r["name"] for r in rows][::-1]
-    ratios = [r["ratio"] for r in rows][::-1]
-    targets = [r["target"] for r in rows][::-1]
-    colors = ["#888888" if t is None else ("#2a9d5c" if v <= t else "#d1495b")
-              for v, t in zip(ratios, targets)]
-    fig, ax = plt.subplots(figsize=(8, 0.38 * len(rows) + 1.4))
-    y = np.arange(len(rows))
-    ax.barh(y, ratios, color=colors)
-    for yi, t in zip(y, targets):
-        if t is not None:
-            ax.plot([t, t], [yi - 0.4, yi + 0.4], color="black", lw=1.5)
-    for yi, v in zip(y, ratios):
-        ax.text(v + 0.03, yi, f"{v:.2f}x", va="center", fontsize=8)
+    targets = {r["name"]: r["target"] for r in reports[0]["results"]}
+    fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(names) * max(1, len(reports) * 0.6) + 1.6))
+    y = np.arange(len(names))[::-1]
+    height = 0.8 / len(reports)
+    shades = ["#4c72b0", "#dd8452", "#55a868", "#8172b3"]
+    top = max(t or 0 for t in targets.values())
+    for k, report in enumerate(reports):
+        ratio = {r["name"]: r["ratio"] for r in report["results"]}
+        values = [ratio.get(n) or 0.0 for n in names]
+        top = max(top, max(values))
+        yk = y + 0.4 - height * (k + 0.5)
+        ax.barh(yk, values, height=height * 0.9, color=shades[k % len(shades)],
+                label=f"{report['machine']['threads']} thread(s)")
+        for yi, v in zip(yk, values):
+            ax.text(v + 0.02, yi, f"{v:.2f}", va="center", fontsize=7)
+    for yi, n in zip(y, names):
+        if targets.get(n) is not None:
+            ax.plot([targets[n]] * 2, [yi - 0.45, yi + 0.45], color="#c0392b", lw=2)
     ax.axvline(1.0, color="gray", ls=":", lw=1)
     ax.set_yticks(y, names, fontsize=8)
-    ax.set_xlabel("time tinymobilenet / PyTorch CPU (forward + backward), lower is better")
-    m = report["machine"]
-    ax.set_title(f"tinymobilenet vs PyTorch, {m['threads']} threads "
-                 f"(black tick: target; green meets it, red misses)", fontsize=9)
-    ax.set_xlim(0, max(max(ratios), max(t or 0 for t in targets)) * 1.15)
+    ax.set_xlim(0, top * 1.12)
+    ax.set_xlabel("time tinymobilenet / time PyTorch CPU, forward + backward (lower is better)")
+    ax.set_title("tinymobilenet vs PyTorch CPU, same threads (red tick: target)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -98,14 +98,50 @@ def _inside(size, i, stride, padding, out_size):
     return slice(o0, o1), slice(start, start + stride * (o1 - o0 - 1) + 1, stride)
 
 
+def _is_same(K, stride, padding):
+    """Stride 1 and "same" padding (K = 2*padding + 1): the case the flat-shift layouts
+    handle (see :class:`_SameRows`)."""
+    return stride == 1 and K > 1 and 2 * padding == K - 1
+
+
+def _wrapped_columns(K, padding, W):
+    """For each kernel column j, the output columns whose tap j runs off the left
+    (j < padding) or right (j > padding) edge of an image row of width W."""
+    return [list(range(0, min(W, padding - j))) if j < padding
+            else list(range(max(0, W - (j - padding)), W)) for j in range(K)]
+
+
+def _flat_padded(a, padding):
+    """(N, C, H, W) -> (N, C, lead + H*W + lead) with lead = padding*(W + 1) zeros: the
+    image flat, with zero rows above and below. Tap (i, j) of output pixel q = ho*W + wo
+    then reads position ``q + i*W + j``, a flat shift (horizontal wrap-around aside)."""
+    N, C, H, W = a.shape
+    lead = padding * (W + 1)
+    flat = np.zeros((N, C, H * W + 2 * lead), dtype=a.dtype)
+    flat[:, :, lead:lead + H * W] = a.reshape(N, C, H * W)
+    return flat
+
+
 def _fill_columns(col, x, stride, padding):
     """Write the in-image entries of ``im2col(x)`` into ``col`` (N, C, K, K, Ho, Wo).
 
     Entries that read padding are not touched: they must already be zero. A buffer reused
-    for tiles of the same geometry therefore needs zeroing only once.
+    for tiles of the same geometry therefore needs zeroing only once. With stride 1 and
+    "same" padding each tap is one flat shift of the zero-padded image (a copy of H*W
+    contiguous values per channel, not H short rows), with the few wrapped columns zeroed.
     """
-    K, Ho, Wo = col.shape[2], col.shape[4], col.shape[5]
+    N, C, K, _, Ho, Wo = col.shape
     H, W = x.shape[2:]
+    if _is_same(K, stride, padding):
+        xf = _flat_padded(x, padding)                              # (N, C, H*W + 2*lead)
+        cf = col.reshape(N, C, K, K, H * W)
+        wrapped = _wrapped_columns(K, padding, W)
+        for i in range(K):
+            for j in range(K):
+                cf[:, :, i, j] = xf[:, :, i * W + j:i * W + j + H * W]   # flat shift
+                for c in wrapped[j]:
+                    col[:, :, i, j, :, c] = 0
+        return
     for i in range(K):
         ro, ri = _inside(H, i, stride, padding, Ho)
         for j in range(K):
@@ -175,6 +211,29 @@ def _check_conv_args(x, w, groups):
 # ----------------------------------------------------------------------------------------
 # standard convolution (any groups) via im2col
 # ----------------------------------------------------------------------------------------
+
+def _col2im_scratch(out, col, stride, padding):
+    """``out[...] = col2im(col)`` for a ``col`` that may be overwritten (a scratch buffer).
+
+    With stride 1 and "same" padding the wrapped entries of ``col`` are zeroed and each
+    tap is added as one flat shift (the adjoint of :func:`_fill_columns`); otherwise this
+    is :func:`col2im`.
+    """
+    N, C, K, _, H, W = col.shape
+    if not _is_same(K, stride, padding):
+        col2im(col, out.shape[2], out.shape[3], stride, padding, out=out)
+        return
+    lead = padding * (W + 1)
+    dxf = np.zeros((N, C, H * W + 2 * lead), dtype=col.dtype)
+    cf = col.reshape(N, C, K, K, H * W)
+    wrapped = _wrapped_columns(K, padding, W)
+    for i in range(K):
+        for j in range(K):
+            for c in wrapped[j]:
+                col[:, :, i, j, :, c] = 0
+            dxf[:, :, i * W + j:i * W + j + H * W] += cf[:, :, i, j]          # flat shift
+    out[...] = dxf[:, :, lead:lead + H * W].reshape(N, C, H, W)
+
 
 # Column buffer budget of one batch tile of the standard convolution. The columns are
 # K*K times larger than the input; building them for the whole batch would stream that
@@ -270,8 +329,8 @@ def conv2d_backward(dout, cache):
         dwT += np.matmul(col_g, dout_g.transpose(0, 1, 3, 2)).sum(axis=0)
         np.matmul(w_g.transpose(0, 2, 1), dout_g,                          # (nt, G, CgKK, HoWo)
                   out=dcol[:nt].reshape(nt, G, Cg * K * K, Ho * Wo))
-        _by_channels(lambda c0, c1: col2im(dcol[:nt, c0:c1], H, W, stride, padding,
-                                           out=dx[n0:n1, c0:c1]), C, col[:nt].size)
+        _by_channels(lambda c0, c1: _col2im_scratch(dx[n0:n1, c0:c1], dcol[:nt, c0:c1],
+                                                    stride, padding), C, col[:nt].size)
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     dw = dwT.transpose(0, 2, 1).reshape(w.shape)                       # a small copy
     return dx, dw, db
@@ -401,9 +460,7 @@ class _SameRows(_Layout):
         self.grid = (self.H + padding) * self.W                   # S, per image
         self.lead = padding * self.W + padding
         self.in_size = self.grid                                   # per image, + a tail
-        W, p = self.W, padding
-        self.wrapped = [list(range(0, min(W, p - j))) if j < p
-                        else list(range(max(0, W - (j - p)), W)) for j in range(K)]
+        self.wrapped = _wrapped_columns(K, padding, self.W)
 
     def in_buffer(self, nt, ct, dtype):
         return np.zeros((ct, nt * self.grid + 2 * self.lead), dtype=dtype)
