@@ -618,6 +618,7 @@ def main(argv=None) -> int:
                         help="run only operations whose name contains one of these")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc report")
     parser.add_argument("--plot", metavar="PNG", help="also draw the ratios (needs --compare)")
+    parser.add_argument("--save", metavar="JSON", help="also save the report as JSON")
     args = parser.parse_args(argv)
     if args.compare == "torch":
         try:
@@ -634,6 +635,9 @@ def main(argv=None) -> int:
         report["memory"] = memory_report(args.quick)
     if args.plot:
         plot_ratios(report, args.plot)
+    if args.save:
+        with open(args.save, "w") as f:
+            json.dump(report, f, indent=2)
     if args.format == "json":
         print(json.dumps(report, indent=2))
     elif args.format == "markdown":
