@@ -587,7 +587,8 @@ def plot_ratios(reports, path: str) -> None:
         top = max(top, max(values))
         yk = y + 0.4 - height * (k + 0.5)
         ax.barh(yk, values, height=height * 0.9, color=shades[k % len(shades)],
-                label=f"{report['machine']['threads']} thread(s)")
+                label=f"{report['machine']['threads']} thread"
+                + ("s" if report["machine"]["threads"] > 1 else ""))
         for yi, v in zip(yk, values):
             ax.text(v + 0.02, yi, f"{v:.2f}", va="center", fontsize=7)
     for yi, n in zip(y, names):
@@ -598,7 +599,7 @@ def plot_ratios(reports, path: str) -> None:
     ax.set_xlim(0, top * 1.12)
     ax.set_xlabel("time tinymobilenet / time PyTorch CPU, forward + backward (lower is better)")
     ax.set_title("tinymobilenet vs PyTorch CPU, same threads (red tick: target)", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
