@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import tiling
 from .tiling import num_threads, run_tiles, split_rows
 
 __all__ = [
@@ -425,8 +426,10 @@ class _Layout:
         ``in_buffers`` input-layout and ``grid_buffers`` output-grid buffers of one tile
         fit in TILE_BYTES. Whole batches first (the longest loops), then channels."""
         per_image = itemsize * (in_buffers * self.in_size + grid_buffers * self.grid)
-        nt = split_rows(self.N, per_image)
-        ct = split_rows(self.C, per_image * nt)
+        # all threads' buffers together stay below the size of x (one activation)
+        budget = min(tiling.TILE_BYTES, itemsize * self.N * self.C * self.in_size // num_threads())
+        nt = split_rows(self.N, per_image, budget)
+        ct = split_rows(self.C, per_image * nt, budget, balance=nt == self.N)
         return nt, ct, [(n0, min(self.N, n0 + nt), c0, min(self.C, c0 + ct))
                         for n0 in range(0, self.N, nt) for c0 in range(0, self.C, ct)]
 

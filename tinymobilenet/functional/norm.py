@@ -27,7 +27,7 @@ def _channel_tiles(x):
     times the ~4 arrays a pass touches, fit in TILE_BYTES, so every pass over a tile
     stays in cache."""
     N, C = x.shape[:2]
-    ct = split_rows(C, 4 * x.itemsize * (x.size // C))
+    ct = split_rows(C, 4 * x.itemsize * (x.size // C), balance=True)
     return ct, [(c0, min(C, c0 + ct)) for c0 in range(0, C, ct)]
 
 

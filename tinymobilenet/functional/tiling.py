@@ -65,11 +65,22 @@ def set_num_threads(n: int) -> None:
     _threads = int(n)
 
 
-def split_rows(rows: int, bytes_per_row: int, budget: int | None = None) -> int:
+def split_rows(rows: int, bytes_per_row: int, budget: int | None = None,
+               balance: bool = False) -> int:
     """How many rows (channels, samples, ...) of ``bytes_per_row`` fit in ``budget``
-    bytes (default TILE_BYTES); at least 1."""
+    bytes (default TILE_BYTES); at least 1.
+
+    With ``balance`` the rows per tile are lowered so that the number of tiles is a
+    multiple of the thread count: 5 tiles on 2 threads would leave one thread idle for
+    a fifth of the time.
+    """
     budget = TILE_BYTES if budget is None else budget
-    return max(1, min(rows, budget // max(1, bytes_per_row)))
+    per_tile = max(1, min(rows, budget // max(1, bytes_per_row)))
+    if balance and _threads > 1:
+        tiles = -(-rows // per_tile)
+        tiles = -(-tiles // _threads) * _threads
+        per_tile = max(1, -(-rows // tiles))
+    return per_tile
 
 
 def run_tiles(work, tiles, size=None):
