@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import tiling
-from .tiling import num_threads, run_tiles, split_rows
+from .tiling import num_threads, run_tiles, scratch, split_rows
 
 __all__ = [
     "conv_output_size",
@@ -253,6 +253,12 @@ def _by_channels(fn, C, size):
               [(c0, min(C, c0 + step)) for c0 in range(0, C, step)], size=size)
 
 
+def _column_buffer(shape, dtype, stride, padding):
+    """A column buffer for :func:`_fill_columns`: zeroed, since only in-image taps are
+    written, except for stride-1 "same" convolutions, whose fill writes every entry."""
+    return (np.empty if _is_same(shape[2], stride, padding) else np.zeros)(shape, dtype=dtype)
+
+
 def _conv_tiles(N, C, K, Ho, Wo, itemsize):
     """Samples per tile and the list of (n0, n1) tiles of the im2col convolution."""
     Nt = split_rows(N, C * K * K * Ho * Wo * itemsize, COL_BYTES)
@@ -282,7 +288,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, groups=1):
     out = np.empty((N, Co, Ho, Wo), dtype=x.dtype)
     w_g = w.reshape(G, Co // G, Cg * K * K)
     Nt, tiles = _conv_tiles(N, C, K, Ho, Wo, x.itemsize)
-    col = np.zeros((Nt, C, K, K, Ho, Wo), dtype=x.dtype)   # padding taps stay zero
+    col = _column_buffer((Nt, C, K, K, Ho, Wo), x.dtype, stride, padding)
     for n0, n1 in tiles:
         nt = n1 - n0
         _by_channels(lambda c0, c1: _fill_columns(col[:nt, c0:c1], x[n0:n1, c0:c1],
@@ -317,7 +323,7 @@ def conv2d_backward(dout, cache):
     dx = np.empty(x.shape, dtype=dout.dtype)
     dwT = np.zeros((G, Cg * K * K, Co // G), dtype=dout.dtype)     # dw transposed, see below
     Nt, tiles = _conv_tiles(N, C, K, Ho, Wo, x.itemsize)
-    col = np.zeros((Nt, C, K, K, Ho, Wo), dtype=x.dtype)   # padding taps stay zero
+    col = _column_buffer((Nt, C, K, K, Ho, Wo), x.dtype, stride, padding)
     dcol = np.empty_like(col)
     for n0, n1 in tiles:
         nt = n1 - n0
@@ -433,10 +439,10 @@ class _Layout:
         return nt, ct, [(n0, min(self.N, n0 + nt), c0, min(self.C, c0 + ct))
                         for n0 in range(0, self.N, nt) for c0 in range(0, self.C, ct)]
 
-    def grid_buffer(self, nt, ct, dtype):
-        """Zeroed output-grid buffer (ct, nt*grid). Tiles overwrite only real outputs, so
-        the other positions stay zero (what the backward pass needs of dout)."""
-        return np.zeros((ct, nt * self.grid), dtype=dtype)
+    def grid_buffer(self, name, nt, ct, dtype, zero=True):
+        """Output-grid buffer (ct, nt*grid), zeroed. Tiles overwrite only real outputs,
+        so the other positions stay zero (what the backward pass needs of dout)."""
+        return scratch(name, (ct, nt * self.grid), dtype, zero=zero)
 
     def windows(self, buf, nt, ct):
         """The K*K flat-shifted views (ct, nt*grid) of an input buffer, in the order of
@@ -464,9 +470,10 @@ class _SameRows(_Layout):
         self.lead = padding * self.W + padding
         self.in_size = self.grid                                   # per image, + a tail
         self.wrapped = _wrapped_columns(K, padding, self.W)
+        self.covers_input = True                  # every input pixel is read by some tap
 
-    def in_buffer(self, nt, ct, dtype):
-        return np.zeros((ct, nt * self.grid + 2 * self.lead), dtype=dtype)
+    def in_buffer(self, name, nt, ct, dtype):
+        return scratch(name, (ct, nt * self.grid + 2 * self.lead), dtype, zero=True)
 
     def _images(self, buf, nt, ct, start):
         """(ct, nt, H*W) view of the images in a buffer whose first image is at ``start``."""
@@ -515,11 +522,14 @@ class _Phases(_Layout):
         self.rows = [_inside(H, a, stride, padding, self.Hq) for a in range(self.P)]
         self.cols = [_inside(W, b, stride, padding, self.Wq) for b in range(self.P)]
         self.wrapped = [[] for _ in range(K)]
+        # does some tap read every input pixel? (not when, e.g., stride > K)
+        self.covers_input = (sum(len(range(H)[r]) for _, r in self.rows) == H
+                             and sum(len(range(W)[c]) for _, c in self.cols) == W)
 
-    def in_buffer(self, nt, ct, dtype):
+    def in_buffer(self, name, nt, ct, dtype):
         """Zeroed phase buffer (P, P, ct, nt*Lq + slack). Tiles overwrite only in-image
         pixels, so the zero padding written here stays valid for every tile."""
-        return np.zeros((self.P, self.P, ct, nt * self.grid + self.slack), dtype=dtype)
+        return scratch(name, (self.P, self.P, ct, nt * self.grid + self.slack), dtype, zero=True)
 
     def _image(self, flat, nt, ct):
         return flat[:ct, :nt * self.grid].reshape(ct, nt, self.Hq, self.Wq)
@@ -586,9 +596,9 @@ def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0):
     nt, ct, tiles = g.tiles(x.itemsize, 1, 2)              # input; accumulator, product
 
     def work(chunk):
-        xq = g.in_buffer(nt, ct, x.dtype)
-        acc = g.grid_buffer(nt, ct, x.dtype)               # (ct, nt*grid)
-        tmp = np.empty_like(acc)
+        xq = g.in_buffer("dw_x", nt, ct, x.dtype)
+        acc = g.grid_buffer("dw_acc", nt, ct, x.dtype, zero=False)   # written by tap 0
+        tmp = g.grid_buffer("dw_tmp", nt, ct, x.dtype, zero=False)
         for n0, n1, c0, c1 in chunk:
             m, k = n1 - n0, c1 - c0
             g.scatter(xq, x[n0:n1, c0:c1], m, k)
@@ -627,15 +637,16 @@ def depthwise_conv2d_backward(dout, cache):
     C, K = x.shape[1], w.shape[2]
     g = _layout(x.shape, K, stride, padding)
     wk = w.reshape(C, K * K)
-    dx = np.zeros(x.shape, dtype=dout.dtype)   # pixels no window reaches keep a zero gradient
+    # pixels no window reaches (if any) keep a zero gradient
+    dx = (np.empty if g.covers_input else np.zeros)(x.shape, dtype=dout.dtype)
     nt, ct, tiles = g.tiles(x.itemsize, 2, 2)              # x, dx in input layout; dout, product
     dw_tiles = np.zeros((len(range(0, g.N, nt)), C, K * K), dtype=dout.dtype)
 
     def work(chunk):
-        xq = g.in_buffer(nt, ct, x.dtype)
-        dxq = np.empty_like(xq)
-        dgrid = g.grid_buffer(nt, ct, dout.dtype)          # (ct, nt*grid), zero off-output
-        tmp = np.empty_like(dgrid)
+        xq = g.in_buffer("dw_x", nt, ct, x.dtype)
+        dxq = scratch("dw_dx", xq.shape, dout.dtype)          # zeroed per tile
+        dgrid = g.grid_buffer("dw_acc", nt, ct, dout.dtype)   # (ct, nt*grid), zero off-output
+        tmp = g.grid_buffer("dw_tmp", nt, ct, dout.dtype, zero=False)
         for n0, n1, c0, c1 in chunk:
             m, k = n1 - n0, c1 - c0
             g.scatter(xq, x[n0:n1, c0:c1], m, k)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tiling import run_tiles, split_rows
+from .tiling import run_tiles, scratch, split_rows
 
 __all__ = ["batchnorm_forward", "batchnorm_backward"]
 
@@ -77,11 +77,11 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
     ct, tiles = _channel_tiles(x)
 
     def work(chunk):
-        scratch = np.empty((N, ct * L), dtype=x.dtype)
+        buf = scratch("bn_xc", (N, ct * L), x.dtype)
         for c0, c1 in chunk:
             k = c1 - c0
             xr, outr = _rows(x, c0, c1), _rows(out, c0, c1)         # (N, k*L)
-            xc = scratch[:, :k * L]
+            xc = buf[:, :k * L]
             if training:
                 mean[c0:c1] = _channel_sum(xr, k) / m
             np.subtract(xr, _per_value(mean[c0:c1], L), out=xc)
@@ -125,11 +125,11 @@ def batchnorm_backward(dout, cache):
     dbeta = np.empty(C, dtype=dout.dtype)
 
     def work(chunk):
-        scratch = np.empty((N, ct * L), dtype=x.dtype)
+        buf = scratch("bn_xc", (N, ct * L), x.dtype)
         for c0, c1 in chunk:
             k = c1 - c0
             dr, xr, dxr = _rows(dout, c0, c1), _rows(x, c0, c1), _rows(dx, c0, c1)
-            xc = scratch[:, :k * L]
+            xc = buf[:, :k * L]
             np.subtract(xr, _per_value(mean[c0:c1], L), out=xc)
             scale = gamma[c0:c1] * inv_std[c0:c1]                   # (k,)
             dbeta[c0:c1] = _channel_sum(dr, k)
