@@ -151,3 +151,17 @@ def test_float32_kernels_stay_float32(tiny_tiles):
         grads = backward(np.ones_like(out), cache)
         for grad in grads if isinstance(grads, tuple) else (grads,):
             assert grad is None or grad.dtype == np.float32
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 2, 3), (4, 6, 6, 6), (2, 3, 7, 7), (1, 4, 1, 1)])
+def test_pointwise_small_and_large_maps_match_naive(shape):
+    """Maps of <= SMALL_MAP pixels take the channels-first single-matmul path."""
+    x, w, b = randn(*shape, seed=1), randn(7, shape[1], 1, 1, seed=2), randn(7, seed=3)
+    out, cache = F.pointwise_conv2d_forward(x, w, b)
+    ref, ref_cache = F.pointwise_conv2d_forward_naive(x, w, b)
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    assert out.flags.c_contiguous
+    dout = randn(*out.shape, seed=4)
+    for a, e in zip(F.pointwise_conv2d_backward(dout, cache),
+                    F.pointwise_conv2d_backward_naive(dout, ref_cache)):
+        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
