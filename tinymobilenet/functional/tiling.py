@@ -31,9 +31,12 @@ __all__ = ["TILE_BYTES", "num_threads", "set_num_threads", "split_rows", "run_ti
 # slower on 2 threads, where the many short calls queue for the GIL; 8 MB is no better.
 TILE_BYTES = 4 * 1024 * 1024
 
-# Below this many values an operation runs in the calling thread: starting threads would
-# cost more than it saves.
-_MIN_PARALLEL = 1 << 16
+# Below this many values (touched by one call, all passes counted) an operation runs in
+# the calling thread. Each NumPy call on a tile costs ~1-2 us of Python, serial under the
+# GIL, and threads add hand-offs; measured on 2 cores, threads pay off for the benchmark's
+# batch-16 layers (tens of millions of values) but slow down a batch-8 MobileNetV2 at 96 px,
+# whose largest layer touches ~6 million.
+_MIN_PARALLEL = 1 << 23
 
 
 def _default_threads() -> int:
