@@ -461,7 +461,9 @@ def _cpu_name() -> str:
 
 def peak_memory(step_forward, step_backward) -> int:
     """Peak bytes NumPy allocates during one forward + backward (``tracemalloc``), over
-    what was allocated before it started (the model, its inputs)."""
+    what was allocated before it started (the model, its inputs). The kernels' per-thread
+    scratch buffers are freed first, so they count."""
+    tiling.free_scratch()
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 __all__ = ["TILE_BYTES", "num_threads", "set_num_threads", "split_rows", "run_tiles",
-           "elementwise", "scratch"]
+           "elementwise", "scratch", "free_scratch"]
 
 # Working-set budget of one tile, in bytes. A tile should stay in cache across its
 # passes, but each NumPy call on it also has a fixed cost (~1-2 us, plus a GIL hand-off
@@ -52,6 +52,7 @@ def _default_threads() -> int:
 _threads = _default_threads()
 _pool: ThreadPoolExecutor | None = None
 _local = threading.local()
+_all_buffers: list[dict] = []           # every thread's scratch buffers, for free_scratch
 
 
 def num_threads() -> int:
@@ -137,7 +138,10 @@ def scratch(name, shape, dtype, zero=False):
     """
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
-    buffers = _local.__dict__.setdefault("buffers", {})
+    buffers = _local.__dict__.get("buffers")
+    if buffers is None:
+        buffers = _local.buffers = {}
+        _all_buffers.append(buffers)
     buf = buffers.get(name)
     if buf is None or buf.nbytes < nbytes:
         buf = buffers[name] = np.empty(max(nbytes, 1), dtype=np.uint8)
@@ -145,3 +149,9 @@ def scratch(name, shape, dtype, zero=False):
     if zero:
         out.fill(0)
     return out
+
+
+def free_scratch() -> None:
+    """Release every thread's scratch buffers (they are re-allocated on demand)."""
+    for buffers in _all_buffers:
+        buffers.clear()
