@@ -123,6 +123,90 @@ def _flat_padded(a, padding):
     return flat
 
 
+class _StridePhases:
+    """Strided (s > 1) im2col / col2im on the stride x stride phases of the input.
+
+    Tap (i, j) of output pixel (ho, wo) reads padded pixel ``(i + s*ho, j + s*wo)``: pixel
+    ``(i//s + ho, j//s + wo)`` of phase ``(i % s, j % s)``, the sub-image
+    ``xpad[:, :, i%s::s, j%s::s]``. The plain im2col copies each tap as Ho rows of Wo values
+    read with stride s, and col2im adds them back the same way; at MobileNet sizes
+    (Wo = 28) NumPy spends much of that time per short strided row. Here the input is
+    split once (one strided copy) into its phases, each a flat (Hq*Wq) image of
+    width Wq = Wo + (K-1)//s, and the columns are laid out on the same Ho x Wq grid: tap
+    (i, j) is then ONE contiguous copy of Ho*Wq values per channel, from the flat phase
+    shifted by ``(i//s)*Wq + j//s``.
+
+    The Wq - Wo extra grid columns per row read across the phase's row edge: their
+    outputs are computed and dropped (Wq/Wo - 1 = 1/28 more matmul work at K=3, s=2). In
+    backward dout is zero there, so their column gradients are zero and add nothing.
+
+    Phase buffer: (P, P, N, C, Hq*Wq + reach), P = min(s, K) phases per axis,
+    Hq = Ho + reach, reach = (K-1)//s; the trailing ``reach`` values are slack for the last
+    row's shifted reads. The padding is never copied, only left at zero.
+    """
+
+    def __init__(self, H, W, K, stride, padding):
+        s = stride
+        self.K, self.s = K, s
+        self.Ho = conv_output_size(H, K, s, padding)
+        self.Wo = conv_output_size(W, K, s, padding)
+        self.reach = (K - 1) // s
+        self.Hq, self.Wq = self.Ho + self.reach, self.Wo + self.reach
+        self.P = min(s, K)
+        # (phase slice, input slice) of the in-image pixels of phase row a / column b
+        self.rows = [_inside(H, a, s, padding, self.Hq) for a in range(self.P)]
+        self.cols = [_inside(W, b, s, padding, self.Wq) for b in range(self.P)]
+        # does every input pixel lie in a phase? (not when the stride cuts off the last
+        # rows or columns, or when stride > K)
+        self.covers_input = (sum(len(range(H)[r]) for _, r in self.rows) == H
+                             and sum(len(range(W)[c]) for _, c in self.cols) == W)
+
+    def buffer(self, N, C, dtype):
+        """Zeroed phase buffer (P, P, N, C, Hq*Wq + reach)."""
+        return np.zeros((self.P, self.P, N, C, self.Hq * self.Wq + self.reach), dtype=dtype)
+
+    def _image(self, xq, a, b):
+        """Phase (a, b) of a phase buffer as an (N, C, Hq, Wq) view."""
+        N, C = xq.shape[2:4]
+        return xq[a, b, :, :, :self.Hq * self.Wq].reshape(N, C, self.Hq, self.Wq)
+
+    def scatter(self, xq, x):
+        """Copy the input x (N, C, H, W) into its phases (the padding stays zero)."""
+        for a, (pr, xr) in enumerate(self.rows):
+            for b, (pc, xc) in enumerate(self.cols):
+                self._image(xq, a, b)[:, :, pr, pc] = x[:, :, xr, xc]      # strided, once
+
+    def gather(self, out, xq):
+        """Inverse of :meth:`scatter`: ``out`` (N, C, H, W) from the phases, padding dropped."""
+        if not self.covers_input:
+            out[...] = 0                           # pixels in no phase get no gradient
+        for a, (pr, xr) in enumerate(self.rows):
+            for b, (pc, xc) in enumerate(self.cols):
+                out[:, :, xr, xc] = self._image(xq, a, b)[:, :, pr, pc]
+
+    def tap(self, xq, i, j):
+        """The flat (N, C, Ho*Wq) window of the phases read by kernel tap (i, j)."""
+        s = self.s
+        off = (i // s) * self.Wq + j // s
+        return xq[i % s, j % s, :, :, off:off + self.Ho * self.Wq]
+
+    def fill(self, col, x):
+        """Columns on the Ho x Wq grid: col (N, C, K, K, Ho*Wq) from x (N, C, H, W)."""
+        xq = self.buffer(x.shape[0], x.shape[1], x.dtype)
+        self.scatter(xq, x)
+        for i in range(self.K):
+            for j in range(self.K):
+                col[:, :, i, j] = self.tap(xq, i, j)                    # contiguous copy
+
+    def col2im(self, dx, dcol):
+        """Adjoint of :meth:`fill`: dx (N, C, H, W) from dcol (N, C, K, K, Ho*Wq)."""
+        dxq = self.buffer(dx.shape[0], dx.shape[1], dcol.dtype)
+        for i in range(self.K):
+            for j in range(self.K):
+                self.tap(dxq, i, j)[...] += dcol[:, :, i, j]            # contiguous add
+        self.gather(dx, dxq)
+
+
 def _fill_columns(col, x, stride, padding):
     """Write the in-image entries of ``im2col(x)`` into ``col`` (N, C, K, K, Ho, Wo).
 
@@ -278,6 +362,10 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, groups=1):
     The batch runs in tiles of a few samples (COL_BYTES of columns), written by the
     matmul straight into ``out``. Only x is cached: backward rebuilds each tile's columns,
     which is cheap next to the matmuls and saves holding a K*K-times larger array.
+
+    Strided convolutions build their columns from the input's phases on an Ho x Wq grid
+    (see :class:`_StridePhases`): the matmul writes that grid to a buffer and the Ho x Wo
+    outputs are copied out of it.
     """
     _check_conv_args(x, w, groups)
     N, C, H, W = x.shape
@@ -287,15 +375,28 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, groups=1):
     Wo = conv_output_size(W, K, stride, padding)
     out = np.empty((N, Co, Ho, Wo), dtype=x.dtype)
     w_g = w.reshape(G, Co // G, Cg * K * K)
-    Nt, tiles = _conv_tiles(N, C, K, Ho, Wo, x.itemsize)
-    col = _column_buffer((Nt, C, K, K, Ho, Wo), x.dtype, stride, padding)
+    ph = _StridePhases(H, W, K, stride, padding) if stride > 1 else None
+    Wg = ph.Wq if ph else Wo                                           # column grid width
+    Nt, tiles = _conv_tiles(N, C, K, Ho, Wg, x.itemsize)
+    if ph:
+        col = np.empty((Nt, C, K, K, Ho * Wg), dtype=x.dtype)          # fill writes all
+        grid = np.empty((Nt, Co, Ho, Wg), dtype=x.dtype)               # matmul output
+    else:
+        col = _column_buffer((Nt, C, K, K, Ho, Wo), x.dtype, stride, padding)
     for n0, n1 in tiles:
         nt = n1 - n0
-        _by_channels(lambda c0, c1: _fill_columns(col[:nt, c0:c1], x[n0:n1, c0:c1],
-                                                  stride, padding), C, col[:nt].size)
-        col_g = col[:nt].reshape(nt, G, Cg * K * K, Ho * Wo)           # free: contiguous
-        # (G, Co/G, CgKK) @ (nt, G, CgKK, HoWo) -> (nt, G, Co/G, HoWo), into out
-        np.matmul(w_g, col_g, out=out[n0:n1].reshape(nt, G, Co // G, Ho * Wo))
+        if ph:
+            _by_channels(lambda c0, c1: ph.fill(col[:nt, c0:c1], x[n0:n1, c0:c1]),
+                         C, col[:nt].size)
+        else:
+            _by_channels(lambda c0, c1: _fill_columns(col[:nt, c0:c1], x[n0:n1, c0:c1],
+                                                      stride, padding), C, col[:nt].size)
+        col_g = col[:nt].reshape(nt, G, Cg * K * K, Ho * Wg)           # free: contiguous
+        # (G, Co/G, CgKK) @ (nt, G, CgKK, HoWg) -> (nt, G, Co/G, HoWg), into out (or grid)
+        dst = grid[:nt] if ph else out[n0:n1]
+        np.matmul(w_g, col_g, out=dst.reshape(nt, G, Co // G, Ho * Wg))
+        if ph:
+            out[n0:n1] = grid[:nt, :, :, :Wo]                          # drop the extra columns
     if b is not None:
         out += b.reshape(1, Co, 1, 1)
     cache = (x, w, b is not None, stride, padding, groups)
@@ -313,7 +414,8 @@ def conv2d_backward(dout, cache):
         dcol[n, g] = w[g].T @ dout[n, g]                (CgKK, Co/G) @ (Co/G, HoWo)
         dx[n]      = col2im(dcol[n])
 
-    The transposes are BLAS flags, not copies.
+    The transposes are BLAS flags, not copies. Strided convolutions work on the Ho x Wq
+    grid of the forward pass, with dout copied onto it and zero in the extra columns.
     """
     x, w, has_bias, stride, padding, G = cache
     N, C, H, W = x.shape
@@ -322,22 +424,38 @@ def conv2d_backward(dout, cache):
     w_g = w.reshape(G, Co // G, Cg * K * K)
     dx = np.empty(x.shape, dtype=dout.dtype)
     dwT = np.zeros((G, Cg * K * K, Co // G), dtype=dout.dtype)     # dw transposed, see below
-    Nt, tiles = _conv_tiles(N, C, K, Ho, Wo, x.itemsize)
-    col = _column_buffer((Nt, C, K, K, Ho, Wo), x.dtype, stride, padding)
+    ph = _StridePhases(H, W, K, stride, padding) if stride > 1 else None
+    Wg = ph.Wq if ph else Wo                                       # column grid width
+    Nt, tiles = _conv_tiles(N, C, K, Ho, Wg, x.itemsize)
+    if ph:
+        col = np.empty((Nt, C, K, K, Ho * Wg), dtype=x.dtype)
+        dgrid = np.zeros((Nt, Co, Ho, Wg), dtype=dout.dtype)       # extra columns stay 0
+    else:
+        col = _column_buffer((Nt, C, K, K, Ho, Wo), x.dtype, stride, padding)
     dcol = np.empty_like(col)
     for n0, n1 in tiles:
         nt = n1 - n0
-        _by_channels(lambda c0, c1: _fill_columns(col[:nt, c0:c1], x[n0:n1, c0:c1],
-                                                  stride, padding), C, col[:nt].size)
-        col_g = col[:nt].reshape(nt, G, Cg * K * K, Ho * Wo)
-        dout_g = dout[n0:n1].reshape(nt, G, Co // G, Ho * Wo)
+        if ph:
+            _by_channels(lambda c0, c1: ph.fill(col[:nt, c0:c1], x[n0:n1, c0:c1]),
+                         C, col[:nt].size)
+            dgrid[:nt, :, :, :Wo] = dout[n0:n1]
+            dout_g = dgrid[:nt].reshape(nt, G, Co // G, Ho * Wg)
+        else:
+            _by_channels(lambda c0, c1: _fill_columns(col[:nt, c0:c1], x[n0:n1, c0:c1],
+                                                      stride, padding), C, col[:nt].size)
+            dout_g = dout[n0:n1].reshape(nt, G, Co // G, Ho * Wo)
+        col_g = col[:nt].reshape(nt, G, Cg * K * K, Ho * Wg)
         # (nt, G, CgKK, HoWo) @ (nt, G, HoWo, Co/G): this orientation runs ~20 % faster in
         # OpenBLAS than dout @ col.T (the long HoWo axis is the reduction of both)
         dwT += np.matmul(col_g, dout_g.transpose(0, 1, 3, 2)).sum(axis=0)
-        np.matmul(w_g.transpose(0, 2, 1), dout_g,                          # (nt, G, CgKK, HoWo)
-                  out=dcol[:nt].reshape(nt, G, Cg * K * K, Ho * Wo))
-        _by_channels(lambda c0, c1: _col2im_scratch(dx[n0:n1, c0:c1], dcol[:nt, c0:c1],
-                                                    stride, padding), C, col[:nt].size)
+        np.matmul(w_g.transpose(0, 2, 1), dout_g,                          # (nt, G, CgKK, HoWg)
+                  out=dcol[:nt].reshape(nt, G, Cg * K * K, Ho * Wg))
+        if ph:
+            _by_channels(lambda c0, c1: ph.col2im(dx[n0:n1, c0:c1], dcol[:nt, c0:c1]),
+                         C, col[:nt].size)
+        else:
+            _by_channels(lambda c0, c1: _col2im_scratch(dx[n0:n1, c0:c1], dcol[:nt, c0:c1],
+                                                        stride, padding), C, col[:nt].size)
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     dw = dwT.transpose(0, 2, 1).reshape(w.shape)                       # a small copy
     return dx, dw, db
