@@ -123,7 +123,41 @@ def _flat_padded(a, padding):
     return flat
 
 
-class _StridePhases:
+class _PhaseGeometry:
+    """Where the stride x stride *phases* ``xpad[a::s, b::s]`` of a zero-padded input sit,
+    shared by the strided im2col (:class:`_StridePhases`) and the depthwise layout
+    (:class:`_Phases`).
+
+    Kernel tap (i, j) of output pixel (ho, wo) reads padded pixel ``(i + s*ho, j + s*wo)``:
+    pixel ``(i//s + ho, j//s + wo)`` of phase ``(i % s, j % s)``. A window reaches
+    ``reach = (K-1)//s`` phase pixels past its start, so each phase is cropped to
+    Hq x Wq = (Ho + reach) x (Wo + reach) pixels; stored flat with row width Wq, tap (i, j)
+    is the flat shift :meth:`shift`. ``rows[a]`` / ``cols[b]`` give, for phase row a /
+    column b, the (phase slice, input slice) of its in-image pixels (the rest is padding,
+    never copied, only left at zero).
+    """
+
+    def __init__(self, H, W, K, stride, padding):
+        s = stride
+        self.K, self.s = K, s
+        self.Ho = conv_output_size(H, K, s, padding)
+        self.Wo = conv_output_size(W, K, s, padding)
+        self.reach = (K - 1) // s
+        self.Hq, self.Wq = self.Ho + self.reach, self.Wo + self.reach
+        self.P = min(s, K)                         # phases that are read (K < s skips some)
+        self.rows = [_inside(H, a, s, padding, self.Hq) for a in range(self.P)]
+        self.cols = [_inside(W, b, s, padding, self.Wq) for b in range(self.P)]
+        # does some tap read every input pixel? (not when the stride cuts off the last
+        # rows or columns, or when stride > K)
+        self.covers_input = (sum(len(range(H)[r]) for _, r in self.rows) == H
+                             and sum(len(range(W)[c]) for _, c in self.cols) == W)
+
+    def shift(self, i, j):
+        """Flat offset of tap (i, j) inside its phase (row width Wq)."""
+        return (i // self.s) * self.Wq + j // self.s
+
+
+class _StridePhases(_PhaseGeometry):
     """Strided (s > 1) im2col / col2im on the stride x stride phases of the input.
 
     Tap (i, j) of output pixel (ho, wo) reads padded pixel ``(i + s*ho, j + s*wo)``: pixel
@@ -144,22 +178,6 @@ class _StridePhases:
     Hq = Ho + reach, reach = (K-1)//s; the trailing ``reach`` values are slack for the last
     row's shifted reads. The padding is never copied, only left at zero.
     """
-
-    def __init__(self, H, W, K, stride, padding):
-        s = stride
-        self.K, self.s = K, s
-        self.Ho = conv_output_size(H, K, s, padding)
-        self.Wo = conv_output_size(W, K, s, padding)
-        self.reach = (K - 1) // s
-        self.Hq, self.Wq = self.Ho + self.reach, self.Wo + self.reach
-        self.P = min(s, K)
-        # (phase slice, input slice) of the in-image pixels of phase row a / column b
-        self.rows = [_inside(H, a, s, padding, self.Hq) for a in range(self.P)]
-        self.cols = [_inside(W, b, s, padding, self.Wq) for b in range(self.P)]
-        # does every input pixel lie in a phase? (not when the stride cuts off the last
-        # rows or columns, or when stride > K)
-        self.covers_input = (sum(len(range(H)[r]) for _, r in self.rows) == H
-                             and sum(len(range(W)[c]) for _, c in self.cols) == W)
 
     def buffer(self, N, C, dtype):
         """Zeroed phase buffer (P, P, N, C, Hq*Wq + reach)."""
@@ -186,8 +204,7 @@ class _StridePhases:
 
     def tap(self, xq, i, j):
         """The flat (N, C, Ho*Wq) window of the phases read by kernel tap (i, j)."""
-        s = self.s
-        off = (i // s) * self.Wq + j // s
+        s, off = self.s, self.shift(i, j)
         return xq[i % s, j % s, :, :, off:off + self.Ho * self.Wq]
 
     def fill(self, col, x):
@@ -615,34 +632,23 @@ class _SameRows(_Layout):
         return self._images(grid, nt, ct, 0).reshape(ct, nt, self.H, self.W).transpose(1, 0, 2, 3)
 
 
-class _Phases(_Layout):
+class _Phases(_Layout, _PhaseGeometry):
     """Any stride s and padding. The zero-padded input is split into its ``s x s`` phases
-    ``xpad[a::s, b::s]``, each cropped to the Hq x Wq pixels the windows read; phase (a, b)
-    of the tile is one (ct, nt*Lq) row per channel (Lq = Hq*Wq), images back to back.
-
-    Kernel offset (i, j) reads phase ``(i % s, j % s)`` shifted by ``(i // s, j // s)``:
-    the flat shift ``off = (i//s)*Wq + j//s``. Of each Lq-block of the grid only Ho x Wo
+    (:class:`_PhaseGeometry`); phase (a, b) of the tile is one (ct, nt*Lq) row per channel
+    (Lq = Hq*Wq), images back to back, and kernel offset (i, j) reads the flat shift
+    ``shift(i, j)`` of phase ``(i % s, j % s)``. Of each Lq-block of the grid only Ho x Wo
     positions are outputs (the Wq - Wo right columns and Hq - Ho bottom rows read across
     an edge). Stride-2 loads never happen: each phase is contiguous.
     """
 
     def __init__(self, x_shape, K, stride, padding):
         N, C, H, W = x_shape
-        self.N, self.C, self.K, self.s = N, C, K, stride
-        self.Ho = conv_output_size(H, K, stride, padding)
-        self.Wo = conv_output_size(W, K, stride, padding)
-        reach = (K - 1) // stride                  # phase pixels a window reaches past its start
-        self.Hq, self.Wq = self.Ho + reach, self.Wo + reach
+        _PhaseGeometry.__init__(self, H, W, K, stride, padding)
+        self.N, self.C = N, C
         self.grid = self.Hq * self.Wq              # Lq: one image of one phase, flat
-        self.slack = reach * self.Wq + reach       # how far the last image's windows overrun
-        self.P = min(stride, K)                    # phases that are read (K < s skips some)
+        self.slack = self.reach * self.Wq + self.reach   # the last image's windows overrun
         self.in_size = self.P * self.P * self.grid
-        self.rows = [_inside(H, a, stride, padding, self.Hq) for a in range(self.P)]
-        self.cols = [_inside(W, b, stride, padding, self.Wq) for b in range(self.P)]
         self.wrapped = [[] for _ in range(K)]
-        # does some tap read every input pixel? (not when, e.g., stride > K)
-        self.covers_input = (sum(len(range(H)[r]) for _, r in self.rows) == H
-                             and sum(len(range(W)[c]) for _, c in self.cols) == W)
 
     def in_buffer(self, name, nt, ct, dtype):
         """Zeroed phase buffer (P, P, ct, nt*Lq + slack). Tiles overwrite only in-image
@@ -667,8 +673,7 @@ class _Phases(_Layout):
                 dxt[:, :, xr, xc] = self._image(dxq[a, b], nt, ct)[:, :, pr, pc]
 
     def window(self, xq, i, j, nt, ct):
-        s = self.s
-        off = (i // s) * self.Wq + j // s
+        s, off = self.s, self.shift(i, j)
         return xq[i % s, j % s, :ct, off:off + nt * self.grid]
 
     def outputs(self, grid, nt, ct):
@@ -677,7 +682,7 @@ class _Phases(_Layout):
 
 
 def _layout(x_shape, K, stride, padding):
-    if stride == 1 and 2 * padding == K - 1 and K > 1:
+    if _is_same(K, stride, padding):
         return _SameRows(x_shape, K, padding)
     return _Phases(x_shape, K, stride, padding)
 
