@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import nn
-from .functional import tiling
+from .functional import conv_output_size, tiling
 
 __all__ = ["Case", "cases", "machine_peaks", "run", "format_table", "format_markdown",
            "plot_ratios",
@@ -126,7 +126,7 @@ def _torch_pair(fn, tensors, out_shape, rng):
 
 def _conv_case(name, kind, N, C, Co, H, K, stride, groups=1):
     pad = (K - 1) // 2
-    Ho = (H + 2 * pad - K) // stride + 1
+    Ho = conv_output_size(H, K, stride, pad)
     macs = N * Co * Ho * Ho * (C // groups) * K * K
     x_bytes, y_bytes = 4 * N * C * H * H, 4 * N * Co * Ho * Ho
     w_bytes = 4 * Co * C // groups * K * K
