@@ -78,3 +78,20 @@ def test_blocks_refuse_bad_input():
         nn.SqueezeExcitation(8, 2)(np.zeros((1, 4, 3, 3), np.float32))
     with pytest.raises(ValueError, match="stride must be 1 or 2"):
         nn.InvertedResidual(4, 4, 3)
+
+
+def test_stochastic_depth_gradcheck_and_semantics():
+    """Alone, not only inside MBConv: whole samples dropped, survivors scaled by 1/(1-p),
+    the same mask in backward, identity in eval mode."""
+    sd = nn.StochasticDepth(0.4, seed=2)
+    x = randn(16, 3, 2, 2)
+    y = sd(x)
+    kept = np.array([np.any(y[n] != 0) for n in range(16)])
+    assert 0 < kept.sum() < 16                                          # some of each
+    np.testing.assert_allclose(y[kept], x[kept] / 0.6, rtol=1e-12)
+    np.testing.assert_array_equal(y[~kept], 0)
+    np.testing.assert_array_equal(sd.backward(np.ones_like(x))[~kept], 0)
+    assert_module_grads(nn.StochasticDepth(0.4, seed=2), (8, 3, 2, 2), tol=1e-7)
+    assert sd.eval()(x) is x and sd.backward(x) is x
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        nn.StochasticDepth(0.2).backward(x)
