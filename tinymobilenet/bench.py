@@ -351,6 +351,15 @@ def _time(fn):
 SETTLE = 0.1
 
 
+def _settle(fwd, bwd):
+    """Let the other library's threads go idle (SETTLE), then run this library's op once
+    untimed, so the timed run starts warm (caches, sleeping threads woken, pages mapped)
+    instead of paying for the pause."""
+    time.sleep(SETTLE)
+    fwd()
+    bwd()
+
+
 def _measure(case, rng, repeats, torch_on):
     """Median fwd, bwd and total seconds for ours and PyTorch, interleaved round by round
     (one warm-up round first), so a burst of load from elsewhere hits both alike."""
@@ -361,10 +370,10 @@ def _measure(case, rng, repeats, torch_on):
     ours, theirs = [], []
     for r in range(repeats + 1):
         if tfwd is not None:
-            time.sleep(SETTLE)
+            _settle(fwd, bwd)
         a, b = _time(fwd), _time(bwd)
         if tfwd is not None:
-            time.sleep(SETTLE)
+            _settle(tfwd, tbwd)
             c, d = _time(tfwd), _time(tbwd)
             if r:
                 theirs.append(c + d)

@@ -101,7 +101,7 @@ def _inside(size, i, stride, padding, out_size):
 
 def _is_same(K, stride, padding):
     """Stride 1 and "same" padding (K = 2*padding + 1): the case the flat-shift layouts
-    handle (see :class:`_SameRows`)."""
+    handle (see :class:`_Pitched`)."""
     return stride == 1 and K > 1 and 2 * padding == K - 1
 
 
@@ -550,17 +550,14 @@ class _Layout:
     channel's nt images back to back in one flat row, ``grid`` values per image, and
     kernel offset (i, j) reads a *flat shift* of that row. The output is computed on the
     same grid, with a few positions per image that are not outputs (they read across an
-    image edge) and are dropped. Two layouts:
+    image edge into zero padding) and are dropped. Two layouts:
 
-    - :class:`_SameRows`, stride 1 with "same" padding (K = 2*padding + 1): the images
-      unpadded, rows of W, separated by ``padding`` zero rows. A shift that runs off the
-      left or right edge wraps into the neighbouring row, so those taps have their
-      products zeroed in the columns they wrap to (``wrapped``).
+    - :class:`_Pitched`, stride 1 with "same" padding (K = 2*padding + 1): each image
+      row followed by ``padding`` zeros and each image by ``padding`` zero rows, so the
+      padding between neighbours is shared and no tap needs a correction.
     - :class:`_Phases`, any stride and padding: the padded image split into its
       stride x stride phases.
     """
-
-    wrapped = None          # per kernel column j: output columns whose tap j is dropped
 
     def tiles(self, itemsize, in_buffers, grid_buffers):
         """Samples per tile, channels per tile and the (n0, n1, c0, c1) tiles, such that
@@ -585,51 +582,60 @@ class _Layout:
         return [self.window(buf, i, j, nt, ct) for i in range(self.K) for j in range(self.K)]
 
 
-class _SameRows(_Layout):
-    """Stride 1, K = 2p + 1, padding p. One channel's row of the input buffer::
+class _Pitched(_Layout):
+    """Stride 1, K = 2p + 1, padding p. Each image is stored with a row *pitch* of
+    W + p (every row followed by p zeros) and H + p rows (the last p all zero); one
+    channel's row of the input buffer is::
 
-        [p*W + p zeros] [image 0: H*W] [p*W zeros] [image 1] ... [image nt-1] [p*W + p zeros]
+        [lead zeros] [image 0: (H + p) x (W + p)] [image 1] ... [image nt-1] [lead zeros]
 
-    so image n starts at ``lead + n*S`` (S = (H + p)*W, lead = p*W + p). Output pixel
-    (n, ho, wo) sits at grid position ``q = n*S + ho*W + wo`` and its tap (i, j) reads input
-    position ``q + i*W + j``: the window of offset (i, j) starts at ``i*W + j``. A tap with
-    j < p at output column wo < p - j reads the end of the row above instead of zero
-    padding (j > p: the start of the row below), so those products are zeroed. The p rows
-    of grid between images are the only non-outputs: p/H extra work.
+    with lead = p*(W + p) + p. Output pixel (n, ho, wo) sits at grid position
+    ``q = n*S + ho*(W + p) + wo`` (S = (H + p)(W + p)) and its tap (i, j) reads input
+    position ``q + i*(W + p) + j``, i.e. image pixel (ho + i - p, wo + j - p). A tap
+    that runs off the left edge of a row lands in the p zeros ending the row above, one
+    that runs off the right edge in the zeros ending its own row, and one above or below
+    the image in zero rows: every window is a plain flat shift (offset ``i*(W+p) + j``)
+    and reads exactly the zero padding a padded image would give. The grid positions in
+    the p extra columns and rows are not outputs: (H + p)(W + p)/(H*W) - 1 extra work,
+    15 % at 14 x 14 with K = 3.
     """
 
     def __init__(self, x_shape, K, padding):
         self.N, self.C, self.H, self.W = x_shape
         self.K, self.p, self.Ho, self.Wo = K, padding, self.H, self.W
-        self.grid = (self.H + padding) * self.W                   # S, per image
-        self.lead = padding * self.W + padding
+        self.pitch = self.W + padding
+        self.grid = (self.H + padding) * self.pitch               # S, per image
+        self.lead = padding * self.pitch + padding
         self.in_size = self.grid                                   # per image, + a tail
-        self.wrapped = _wrapped_columns(K, padding, self.W)
         self.covers_input = True                  # every input pixel is read by some tap
 
     def in_buffer(self, name, nt, ct, dtype):
+        """Zeroed buffer (ct, nt*S + 2*lead). Tiles overwrite only image pixels, so the
+        padding written here stays zero for every tile."""
         return scratch(name, (ct, nt * self.grid + 2 * self.lead), dtype, zero=True)
 
     def _images(self, buf, nt, ct, start):
-        """(ct, nt, H*W) view of the images in a buffer whose first image is at ``start``."""
-        S, HW = self.grid, self.H * self.W
-        return buf[:ct, start:start + nt * S].reshape(ct, nt, S)[:, :, :HW]
+        """(ct, nt, H, W) view of the images in a buffer whose first image is at ``start``."""
+        rows = buf[:ct, start:start + nt * self.grid].reshape(ct, nt, self.H + self.p, self.pitch)
+        return rows[:, :, :self.H, :self.W]
 
     def scatter(self, buf, x, nt, ct):
-        """Copy an input tile x (nt, ct, H, W) in: one contiguous copy per image."""
-        self._images(buf, nt, ct, self.lead)[...] = x.reshape(nt, ct, -1).transpose(1, 0, 2)
-
-    def gather(self, dx, dbuf, nt, ct):
-        """dx (nt, ct, H, W) from an input-layout gradient buffer."""
-        dx.reshape(nt, ct, -1).transpose(1, 0, 2)[...] = self._images(dbuf, nt, ct, self.lead)
+        """Copy an input tile x (nt, ct, H, W) in: one copy per image row."""
+        self._images(buf, nt, ct, self.lead)[...] = x.transpose(1, 0, 2, 3)
 
     def window(self, buf, i, j, nt, ct):
-        off = i * self.W + j
+        off = i * self.pitch + j
         return buf[:ct, off:off + nt * self.grid]
+
+    def on_grid(self, buf, nt, ct):
+        """The output grid (ct, nt*S) of an input-layout buffer: a tensor of the output's
+        shape scattered into the input layout sits on the output grid shifted by lead,
+        with zeros at every position that is not an output."""
+        return buf[:ct, self.lead:self.lead + nt * self.grid]
 
     def outputs(self, grid, nt, ct):
         """The real outputs (nt, ct, H, W) of an output-grid buffer (ct, nt*S)."""
-        return self._images(grid, nt, ct, 0).reshape(ct, nt, self.H, self.W).transpose(1, 0, 2, 3)
+        return self._images(grid, nt, ct, 0).transpose(1, 0, 2, 3)
 
 
 class _Phases(_Layout, _PhaseGeometry):
@@ -648,7 +654,6 @@ class _Phases(_Layout, _PhaseGeometry):
         self.grid = self.Hq * self.Wq              # Lq: one image of one phase, flat
         self.slack = self.reach * self.Wq + self.reach   # the last image's windows overrun
         self.in_size = self.P * self.P * self.grid
-        self.wrapped = [[] for _ in range(K)]
 
     def in_buffer(self, name, nt, ct, dtype):
         """Zeroed phase buffer (P, P, ct, nt*Lq + slack). Tiles overwrite only in-image
@@ -683,15 +688,20 @@ class _Phases(_Layout, _PhaseGeometry):
 
 def _layout(x_shape, K, stride, padding):
     if _is_same(K, stride, padding):
-        return _SameRows(x_shape, K, padding)
+        return _Pitched(x_shape, K, padding)
     return _Phases(x_shape, K, stride, padding)
 
 
-def _drop_wrapped(a, cols, W):
-    """Zero the grid columns ``cols`` of a (ct, nt*grid) array (its row length W divides
-    the grid): the products of a tap that wrapped around a row edge."""
-    for c in cols:
-        a[:, c::W] = 0
+def _correlate(acc, tmp, windows, weights):
+    """``acc = sum_o weights[o] * windows[o]``, two passes per tap (a product into
+    ``tmp``, an in-place add); the first tap writes ``acc`` directly.
+    windows: K*K arrays (k, L); weights: (K*K, k, 1); acc, tmp: (k, L)."""
+    for o, win in enumerate(windows):
+        if o == 0:
+            np.multiply(win, weights[0], out=acc)
+        else:
+            np.multiply(win, weights[o], out=tmp)
+            acc += tmp
 
 
 def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0):
@@ -726,13 +736,7 @@ def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0):
             m, k = n1 - n0, c1 - c0
             g.scatter(xq, x[n0:n1, c0:c1], m, k)
             a, t = acc[:k, :m * g.grid], tmp[:k, :m * g.grid]
-            wts = wk[c0:c1].T[:, :, None]                  # (K*K, k, 1): offset, channel
-            for o, win in enumerate(g.windows(xq, m, k)):  # (k, m*grid) views
-                dst = a if o == 0 else t
-                np.multiply(win, wts[o], out=dst)
-                _drop_wrapped(dst, g.wrapped[o % K], g.Wo)
-                if o:
-                    a += t
+            _correlate(a, t, g.windows(xq, m, k), wk[c0:c1].T[:, :, None])
             out[n0:n1, c0:c1] = g.outputs(acc, m, k)       # (m, k, Ho, Wo)
 
     run_tiles(work, tiles, size=out.size * K * K)
@@ -751,10 +755,15 @@ def depthwise_conv2d_backward(dout, cache):
         dxpad[:, :, i::s, j::s] += w[:, 0, i, j] * dout
 
     Same tiles and layout as the forward pass: x is laid out again per tile (cheaper than
-    caching a padded copy), dout is placed on the output grid with zeros at the positions
-    that are not outputs so they contribute nothing; dw is a row-wise dot product (no
-    product array) less the few taps that wrapped around a row edge, and dx is accumulated
-    in the input layout (wrapped taps dropped, as in forward) and copied out.
+    caching a padded copy) and dout is placed on the output grid with zeros at the
+    positions that are not outputs, so they contribute nothing. dw is one row-wise dot
+    product per tap (no product array). dx:
+
+    - stride 1, "same" padding: dx is itself a correlation of dout with the kernel
+      flipped (``dx = sum_{i,j} w[:, 0, K-1-i, K-1-j] * doutpad[:, :, i:, j:]``), so dout
+      is laid out like an input and the forward loop runs again;
+    - otherwise each tap adds its share into the input layout (the scatter-add above),
+      which is then copied out.
     """
     x, w, has_bias, stride, padding = cache
     C, K = x.shape[1], w.shape[2]
@@ -762,31 +771,41 @@ def depthwise_conv2d_backward(dout, cache):
     wk = w.reshape(C, K * K)
     # pixels no window reaches (if any) keep a zero gradient
     dx = (np.empty if g.covers_input else np.zeros)(x.shape, dtype=dout.dtype)
-    nt, ct, tiles = g.tiles(x.itemsize, 2, 2)              # x, dx in input layout; dout, product
+    nt, ct, tiles = g.tiles(x.itemsize, 2, 2)      # x and dout/dx in input layout; acc, tmp
     dw_tiles = np.zeros((len(range(0, g.N, nt)), C, K * K), dtype=dout.dtype)
+    flipped = isinstance(g, _Pitched)
 
     def work(chunk):
         xq = g.in_buffer("dw_x", nt, ct, x.dtype)
-        dxq = scratch("dw_dx", xq.shape, dout.dtype)          # zeroed per tile
-        dgrid = g.grid_buffer("dw_acc", nt, ct, dout.dtype)   # (ct, nt*grid), zero off-output
+        if flipped:
+            dq = g.in_buffer("dw_d", nt, ct, dout.dtype)       # dout in the input layout
+            acc = g.grid_buffer("dw_acc", nt, ct, dout.dtype, zero=False)
+        else:
+            dq = scratch("dw_dx", xq.shape, dout.dtype)        # dx, zeroed per tile
+            acc = g.grid_buffer("dw_acc", nt, ct, dout.dtype)  # dout, zero off-output
         tmp = g.grid_buffer("dw_tmp", nt, ct, dout.dtype, zero=False)
         for n0, n1, c0, c1 in chunk:
             m, k = n1 - n0, c1 - c0
             g.scatter(xq, x[n0:n1, c0:c1], m, k)
-            g.outputs(dgrid, m, k)[...] = dout[n0:n1, c0:c1]
-            d, t = dgrid[:k, :m * g.grid], tmp[:k, :m * g.grid]
-            dxq[..., :k, :] = 0
+            a, t = acc[:k, :m * g.grid], tmp[:k, :m * g.grid]
             wts = wk[c0:c1].T[:, :, None]                  # (K*K, k, 1)
-            for o, (win, dwin) in enumerate(zip(g.windows(xq, m, k), g.windows(dxq, m, k))):
-                wrapped = g.wrapped[o % K]
-                dwo = _rowdot(d, win)                                  # (k,)
-                for col in wrapped:                        # minus the taps that wrapped
-                    dwo -= _rowdot(d[:, col::g.Wo], win[:, col::g.Wo])
-                dw_tiles[n0 // nt, c0:c1, o] = dwo
-                np.multiply(d, wts[o], out=t)
-                _drop_wrapped(t, wrapped, g.Wo)
-                dwin += t
-            g.gather(dx[n0:n1, c0:c1], dxq, m, k)
+            if flipped:
+                g.scatter(dq, dout[n0:n1, c0:c1], m, k)
+                d = g.on_grid(dq, m, k)                    # (k, m*grid)
+            else:
+                g.outputs(acc, m, k)[...] = dout[n0:n1, c0:c1]
+                d = a
+            for o, win in enumerate(g.windows(xq, m, k)):
+                dw_tiles[n0 // nt, c0:c1, o] = _rowdot(d, win)
+            if flipped:
+                _correlate(a, t, g.windows(dq, m, k), wts[::-1])
+                dx[n0:n1, c0:c1] = g.outputs(acc, m, k)
+            else:
+                dq[..., :k, :] = 0
+                for o, dwin in enumerate(g.windows(dq, m, k)):
+                    np.multiply(d, wts[o], out=t)
+                    dwin += t
+                g.gather(dx[n0:n1, c0:c1], dq, m, k)
 
     run_tiles(work, tiles, size=dout.size * K * K)
     dw = dw_tiles.sum(axis=0).reshape(C, 1, K, K)
