@@ -448,7 +448,8 @@ def summary(model, input_size=(1, 3, 224, 224), *, fold_bn: bool = False,
     try:
         params = model.parameters()
         dtype = params[0].data.dtype if params else np.float32
-        model(np.zeros(input_size, dtype=dtype))
+        with nn.unfused(model):                # every layer counted on its own
+            model(np.zeros(input_size, dtype=dtype))
     finally:
         for m in patched:
             m.__dict__.pop("forward", None)

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .nn.module import unfused
+
 __all__ = ["numerical_gradient", "relative_error", "GradcheckResult", "check_module",
            "check_function", "kink_distance", "dodge_kinks", "randomize_batchnorm"]
 
@@ -208,7 +210,8 @@ def kink_distance(module, x):
     """
     rng_states = _rng_states(module)
     saved_state = module.state_dict()
-    module.forward(x)
+    with unfused(module):                      # each activation caches its own input
+        module.forward(x)
     best = np.inf
     for m in module.modules():
         kinks = getattr(type(m), "kinks", ())

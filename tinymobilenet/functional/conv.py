@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import tiling
-from .tiling import num_threads, run_tiles, scratch, split_rows
+from .tiling import num_threads, run_tiles, scratch, split_rows, threads_for
 
 __all__ = [
     "conv_output_size",
@@ -559,15 +559,22 @@ class _Layout:
       stride x stride phases.
     """
 
-    def tiles(self, itemsize, in_buffers, grid_buffers):
+    def tiles(self, itemsize, in_buffers, grid_buffers, size):
         """Samples per tile, channels per tile and the (n0, n1, c0, c1) tiles, such that
         ``in_buffers`` input-layout and ``grid_buffers`` output-grid buffers of one tile
-        fit in TILE_BYTES. Whole batches first (the longest loops), then channels."""
+        fit in TILE_BYTES. Whole batches first (the longest loops), then channels.
+
+        ``size`` (values the call touches) decides the threads (:func:`.tiling.threads_for`).
+        On threads, all threads' buffers together stay below the size of x (one
+        activation). A call too small for threads runs as few tiles as TILE_BYTES allows:
+        each tile costs a few dozen NumPy calls, which dominate a 12 x 12 or 6 x 6 map."""
         per_image = itemsize * (in_buffers * self.in_size + grid_buffers * self.grid)
-        # all threads' buffers together stay below the size of x (one activation)
-        budget = min(tiling.TILE_BYTES, itemsize * self.N * self.C * self.in_size // num_threads())
+        threads = threads_for(size)
+        budget = tiling.TILE_BYTES
+        if threads > 1:
+            budget = min(budget, itemsize * self.N * self.C * self.in_size // threads)
         nt = split_rows(self.N, per_image, budget)
-        ct = split_rows(self.C, per_image * nt, budget, balance=nt == self.N)
+        ct = split_rows(self.C, per_image * nt, budget, balance=threads > 1 and nt == self.N)
         return nt, ct, [(n0, min(self.N, n0 + nt), c0, min(self.C, c0 + ct))
                         for n0 in range(0, self.N, nt) for c0 in range(0, self.C, ct)]
 
@@ -726,7 +733,8 @@ def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0):
     g = _layout(x.shape, K, stride, padding)
     wk = w.reshape(C, K * K)
     out = np.empty((g.N, C, g.Ho, g.Wo), dtype=x.dtype)
-    nt, ct, tiles = g.tiles(x.itemsize, 1, 2)              # input; accumulator, product
+    size = out.size * K * K
+    nt, ct, tiles = g.tiles(x.itemsize, 1, 2, size)        # input; accumulator, product
 
     def work(chunk):
         xq = g.in_buffer("dw_x", nt, ct, x.dtype)
@@ -739,7 +747,7 @@ def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0):
             _correlate(a, t, g.windows(xq, m, k), wk[c0:c1].T[:, :, None])
             out[n0:n1, c0:c1] = g.outputs(acc, m, k)       # (m, k, Ho, Wo)
 
-    run_tiles(work, tiles, size=out.size * K * K)
+    run_tiles(work, tiles, size=size)
     if b is not None:
         out += b.reshape(1, C, 1, 1)
     cache = (x, w, b is not None, stride, padding)         # x by reference: no copy
@@ -771,7 +779,8 @@ def depthwise_conv2d_backward(dout, cache):
     wk = w.reshape(C, K * K)
     # pixels no window reaches (if any) keep a zero gradient
     dx = (np.empty if g.covers_input else np.zeros)(x.shape, dtype=dout.dtype)
-    nt, ct, tiles = g.tiles(x.itemsize, 2, 2)      # x and dout/dx in input layout; acc, tmp
+    size = dout.size * K * K
+    nt, ct, tiles = g.tiles(x.itemsize, 2, 2, size)  # x and dout/dx in input layout; acc, tmp
     dw_tiles = np.zeros((len(range(0, g.N, nt)), C, K * K), dtype=dout.dtype)
     flipped = isinstance(g, _Pitched)
 
@@ -807,7 +816,7 @@ def depthwise_conv2d_backward(dout, cache):
                     dwin += t
                 g.gather(dx[n0:n1, c0:c1], dq, m, k)
 
-    run_tiles(work, tiles, size=dout.size * K * K)
+    run_tiles(work, tiles, size=size)
     dw = dw_tiles.sum(axis=0).reshape(C, 1, K, K)
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dw, db

@@ -48,20 +48,44 @@ def _channel_sum(rows, ct):
     return rows.sum(axis=0).reshape(ct, -1).sum(axis=1)
 
 
+def _channel_dot(a, b, ct):
+    """(N, ct*L) x2 -> (ct,): per-channel ``sum(a * b)`` without the product array
+    (einsum multiplies and accumulates in one pass)."""
+    return np.einsum("nl,nl->l", a, b).reshape(ct, -1).sum(axis=1)
+
+
+def _check_clip(clip):
+    if clip is None:
+        return None
+    lo, hi = clip
+    if hi is not None and not hi > lo:
+        raise ValueError(f"batchnorm: clip must be (lo, hi) with hi > lo or hi None, got {clip}")
+    return float(lo), None if hi is None else float(hi)
+
+
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
-                      momentum=0.1, eps=1e-5):
-    """Forward pass of batch norm.
+                      momentum=0.1, eps=1e-5, clip=None):
+    """Forward pass of batch norm, optionally fused with a ReLU or ReLU6.
 
     Returns ``(out, cache)`` with ``out`` shaped like ``x``. In training mode
     ``running_mean`` and ``running_var`` (C,) are updated in place.
 
+    ``clip=(lo, hi)`` clips the output to [lo, hi] (``hi=None``: no upper bound) in the
+    same pass over each tile: ``clip=(0, None)`` is BN followed by ReLU, ``(0, 6)`` BN
+    followed by ReLU6, without writing and re-reading the BN output in between. The
+    backward pass then takes the gradient with respect to the *clipped* output and
+    applies the activation's mask first (1 where lo < out < hi, PyTorch's convention at
+    the kinks).
+
     Per channel tile (see :func:`_channel_tiles`): the mean, ``xc = x - mean`` in a
     tile-sized scratch buffer, the biased variance from ``xc`` (two passes, no
     cancellation), then ``out = xc * (gamma*inv_std) + beta``. The cache holds ``x`` itself
-    (a reference: the previous layer's output, alive anyway) and the statistics; backward
-    rebuilds ``xc`` tile by tile in cache. So the only activation-sized allocation is ``out``.
+    (a reference: the previous layer's output, alive anyway), the statistics and, when
+    clipped, ``out`` (a reference too: the next layer's input); backward rebuilds ``xc``
+    tile by tile in cache. So the only activation-sized allocation is ``out``.
     """
     _check(x)
+    clip = _check_clip(clip)
     N, C = x.shape[:2]
     L = x.size // (N * C) if x.size else 1           # values per channel per sample: H*W
     m = N * L                                        # values per channel: N*H*W
@@ -86,11 +110,16 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
                 mean[c0:c1] = _channel_sum(xr, k) / m
             np.subtract(xr, _per_value(mean[c0:c1], L), out=xc)
             if training:
-                np.multiply(xc, xc, out=outr)                  # out as scratch: xc**2
-                var[c0:c1] = _channel_sum(outr, k) / m         # biased: normalizes the batch
+                var[c0:c1] = _channel_dot(xc, xc, k) / m       # biased: normalizes the batch
             inv_std[c0:c1] = 1 / np.sqrt(var[c0:c1] + eps)
             np.multiply(xc, _per_value(gamma[c0:c1] * inv_std[c0:c1], L), out=outr)
             outr += _per_value(beta[c0:c1], L)
+            if clip is not None:                               # the fused ReLU / ReLU6
+                lo, hi = clip
+                if hi is None:
+                    np.maximum(outr, lo, out=outr)
+                else:
+                    np.clip(outr, lo, hi, out=outr)
 
     run_tiles(work, tiles, size=x.size)
     if training:
@@ -99,7 +128,8 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
         running_mean += momentum * mean
         running_var *= 1 - momentum
         running_var += momentum * var * (m / (m - 1))
-    cache = (x, gamma, inv_std, training, mean, ct, tiles)
+    clipped = None if clip is None else (out, clip)
+    cache = (x, gamma, inv_std, training, mean, ct, tiles, clipped)
     return out, cache
 
 
@@ -114,8 +144,10 @@ def batchnorm_backward(dout, cache):
     constants and ``dx = gamma * inv_std * dout``. With xc = x - mean (rebuilt per channel
     tile) the train-mode formula is computed as
     ``dx = k * (dout - mean(dout) - xc * (inv_std**2 * mean(dout * xc)))``, k = gamma * inv_std.
+    After a fused clip (see :func:`batchnorm_forward`) ``dout`` is first masked, per tile,
+    by ``lo < out < hi``: the activation's backward.
     """
-    x, gamma, inv_std, training, mean, ct, tiles = cache
+    x, gamma, inv_std, training, mean, ct, tiles, clipped = cache
     N, C = x.shape[:2]
     L = x.size // (N * C) if x.size else 1
     m = N * L
@@ -126,20 +158,29 @@ def batchnorm_backward(dout, cache):
 
     def work(chunk):
         buf = scratch("bn_xc", (N, ct * L), x.dtype)
+        if clipped is not None:
+            out, (lo, hi) = clipped
+            inside = scratch("bn_inside", (N, ct * L), bool)
+            below = scratch("bn_below", (N, ct * L), bool)
         for c0, c1 in chunk:
             k = c1 - c0
             dr, xr, dxr = _rows(dout, c0, c1), _rows(x, c0, c1), _rows(dx, c0, c1)
+            if clipped is not None:                    # the activation's backward first,
+                outr, ins = _rows(out, c0, c1), inside[:, :k * L]     # into dx's rows
+                np.greater(outr, lo, out=ins)
+                if hi is not None:
+                    np.logical_and(ins, np.less(outr, hi, out=below[:, :k * L]), out=ins)
+                dr = np.multiply(dr, ins, out=dxr)
             xc = buf[:, :k * L]
             np.subtract(xr, _per_value(mean[c0:c1], L), out=xc)
             scale = gamma[c0:c1] * inv_std[c0:c1]                   # (k,)
             dbeta[c0:c1] = _channel_sum(dr, k)
-            np.multiply(dr, xc, out=dxr)                            # dx as scratch: dout*xc
-            dxc = _channel_sum(dxr, k)                              # sum(dout * xc)
+            dxc = _channel_dot(dr, xc, k)                           # sum(dout * xc)
             dgamma[c0:c1] = dxc * inv_std[c0:c1]                    # sum(dout * xhat)
-            if training:
-                np.multiply(xc, _per_value(inv_std[c0:c1] ** 2 * dxc / m, L), out=dxr)
-                dxr += _per_value(dbeta[c0:c1] / m, L)
-                np.subtract(dr, dxr, out=dxr)
+            if training:                       # xc is not needed any more: reused in place
+                xc *= _per_value(inv_std[c0:c1] ** 2 * dxc / m, L)
+                xc += _per_value(dbeta[c0:c1] / m, L)
+                np.subtract(dr, xc, out=dxr)
                 dxr *= _per_value(scale, L)
             else:
                 np.multiply(dr, _per_value(scale, L), out=dxr)

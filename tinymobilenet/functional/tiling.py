@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["TILE_BYTES", "num_threads", "set_num_threads", "split_rows", "run_tiles",
+__all__ = ["TILE_BYTES", "num_threads", "set_num_threads", "split_rows", "threads_for", "run_tiles",
            "elementwise", "scratch", "free_scratch"]
 
 # Working-set budget of one tile, in bytes. A tile should stay in cache across its
@@ -89,6 +89,12 @@ def split_rows(rows: int, bytes_per_row: int, budget: int | None = None,
     return per_tile
 
 
+def threads_for(size=None) -> int:
+    """Threads :func:`run_tiles` will use for a call touching ``size`` values: 1 below
+    ``_MIN_PARALLEL`` (the threads would cost more than they save), else ``num_threads()``."""
+    return 1 if size is not None and size < _MIN_PARALLEL else _threads
+
+
 def run_tiles(work, tiles, size=None):
     """Call ``work(chunk)`` on contiguous chunks of the list ``tiles``, one chunk per
     thread, and return the list of results in chunk order.
@@ -98,8 +104,8 @@ def run_tiles(work, tiles, size=None):
     below ``_MIN_PARALLEL`` runs everything in the calling thread.
     """
     global _pool
-    workers = min(_threads, len(tiles))
-    if workers <= 1 or (size is not None and size < _MIN_PARALLEL):
+    workers = min(threads_for(size), len(tiles))
+    if workers <= 1:
         return [work(tiles)]
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=_threads, thread_name_prefix="tinymobilenet")

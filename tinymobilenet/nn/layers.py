@@ -218,12 +218,18 @@ class _BatchNorm(Module):
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
-    def forward(self, x):
+    # a following ReLU/ReLU6 can run inside this layer's pass (see Sequential)
+    fuses_activation = True
+
+    def forward(self, x, clip=None):
+        """``clip=(lo, hi)`` also clips the output: BN and a following ReLU (``(0, None)``)
+        or ReLU6 (``(0, 6)``) in one pass; backward then expects the gradient of the
+        clipped output (:func:`tinymobilenet.functional.batchnorm_forward`)."""
         check_input(self._label(), x, self.num_features, ndim=self._ndim,
                     dtype=self.weight.data.dtype, axes=self._axes)
         y, self._cache = F.batchnorm_forward(
             x, self.weight.data, self.bias.data, self.running_mean, self.running_var,
-            training=self.training, momentum=self.momentum, eps=self.eps)
+            training=self.training, momentum=self.momentum, eps=self.eps, clip=clip)
         if self.training:
             self.num_batches_tracked = self.num_batches_tracked + 1
         return y

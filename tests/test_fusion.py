@@ -1,0 +1,112 @@
+"""BatchNorm + ReLU/ReLU6 fused in one pass (``F.batchnorm_forward(..., clip=...)``, used by
+``nn.Sequential``) must give exactly the numbers of the two layers run apart."""
+
+import numpy as np
+import pytest
+
+from tinymobilenet import functional as F
+from tinymobilenet import gradcheck, models, nn
+
+from conftest import randn
+
+CLIPS = [("relu", (0.0, None), F.relu_forward, F.relu_backward),
+         ("relu6", (0.0, 6.0), F.relu6_forward, F.relu6_backward)]
+
+
+@pytest.mark.parametrize("name, clip, act_fwd, act_bwd", CLIPS)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(4, 5, 3, 7), (6, 3)])
+def test_fused_batchnorm_activation_equals_the_two_layers(name, clip, act_fwd, act_bwd,
+                                                          training, shape):
+    C = shape[1]
+    x = 4 * randn(*shape, seed=1) + 2            # outputs on both sides of 0 and of 6
+    gamma, beta, dout = 4 + np.abs(randn(C, seed=2)), 2 + randn(C, seed=3), randn(*shape, seed=4)
+    stats = [randn(C, seed=5), 1 + np.abs(randn(C, seed=6))]
+    rm, rv = stats[0].copy(), stats[1].copy()
+    z, bn_cache = F.batchnorm_forward(x, gamma, beta, rm, rv, training=training)
+    y, act_cache = act_fwd(z)
+    dx, dgamma, dbeta = F.batchnorm_backward(act_bwd(dout, act_cache), bn_cache)
+
+    frm, frv = stats[0].copy(), stats[1].copy()
+    fy, cache = F.batchnorm_forward(x, gamma, beta, frm, frv, training=training, clip=clip)
+    assert 0 < np.mean(fy == 0) < 1                           # the clip did something
+    if clip[1] is not None:
+        assert np.any(fy == clip[1])
+    for got, want in zip((fy, frm, frv, *F.batchnorm_backward(dout, cache)),
+                         (y, rm, rv, dx, dgamma, dbeta)):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("name, clip, act_fwd, act_bwd", CLIPS)
+def test_fused_batchnorm_activation_gradcheck(name, clip, act_fwd, act_bwd):
+    x = 3 * randn(4, 3, 5, 6, seed=1) + 1
+    gamma, beta = 2 * randn(3, seed=2), 3 + randn(3, seed=3)
+
+    def fwd(x, gamma, beta):
+        return F.batchnorm_forward(x, gamma, beta, np.zeros(3), np.ones(3), clip=clip)
+
+    out = fwd(x, gamma, beta)[0]
+    kinks = [clip[0]] + ([clip[1]] if clip[1] is not None else [])
+    z = out[(out > clip[0]) & (out < (clip[1] or np.inf))]
+    assert min(np.min(np.abs(z - k)) for k in kinks) > 1e-4      # no output on a kink
+    r = gradcheck.check_function(fwd, F.batchnorm_backward,
+                                 {"x": x, "gamma": gamma, "beta": beta}, tol=1e-7)
+    assert r.ok, str(r)
+
+
+def test_clip_must_be_an_interval():
+    x = randn(4, 3)
+    with pytest.raises(ValueError, match="clip"):
+        F.batchnorm_forward(x, np.ones(3), np.zeros(3), np.zeros(3), np.ones(3), clip=(6, 0))
+
+
+def _run(model, x, fuse):
+    nn.Sequential.fuse = fuse
+    try:
+        y = model(x)
+        dx = model.backward(randn(*y.shape, seed=7))
+    finally:
+        nn.Sequential.fuse = True
+    return [y, dx] + [p.grad.copy() for p in model.parameters()] + \
+        [b.copy() for _, b in model.named_buffers()]
+
+
+@pytest.mark.parametrize("build", [
+    lambda: models.mobilenet_v1(alpha=0.25, num_classes=10),
+    lambda: models.mobilenet_v2(width_mult=0.25, num_classes=10),
+    lambda: models.mobilenet_v3_small(num_classes=10)])
+@pytest.mark.parametrize("train", [True, False])
+def test_models_fused_and_unfused_agree_bit_for_bit(build, train):
+    x = randn(2, 3, 32, 32, seed=1).astype(np.float32)
+    runs = []
+    for fuse in (True, False):
+        model = build()
+        gradcheck.randomize_batchnorm(model, seed=3)
+        model.train(train)
+        runs.append(_run(model, x, fuse))
+    assert len(runs[0]) == len(runs[1])
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sequential_fuses_only_batchnorm_then_clip_activation():
+    seq = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU6(),
+                        nn.BatchNorm2d(4), nn.HardSwish(), nn.BatchNorm2d(4), nn.ReLU())
+    kinds = [(type(m).__name__, None if a is None else type(a).__name__) for m, a in seq._steps()]
+    assert kinds == [("Conv2d", None), ("BatchNorm2d", "ReLU6"), ("BatchNorm2d", None),
+                     ("HardSwish", None), ("BatchNorm2d", "ReLU")]
+    seq.fuse = False
+    assert all(a is None for _, a in seq._steps()) and len(seq._steps()) == 7
+    with nn.unfused(nn.Sequential(seq)) as outer:
+        assert not outer.fuse and not seq.fuse
+    assert outer.fuse and not seq.fuse                    # each setting restored
+
+
+def test_unfused_modules_cache_their_activations():
+    """Tools that read an activation's input (gradcheck.kink_distance) run unfused."""
+    seq = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU6())
+    x = randn(2, 2, 5, 5).astype(np.float32)
+    seq(x)
+    assert seq[2]._cache is None                          # fused: the ReLU6 never ran
+    d = gradcheck.kink_distance(seq, x)
+    assert np.isfinite(d) and seq.fuse
