@@ -24,3 +24,13 @@ def assert_module_grads(module, shape, *, tol=1e-6, train=True, seed=0, max_elem
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(params=["banded", "multiply-add"])
+def depthwise_path(request, monkeypatch):
+    """Run a depthwise test twice: every stride-1 "same" case through the banded-matrix
+    kernel, then every case through the K*K multiply-add kernels (the default picks by
+    width, so small test images would otherwise never reach the second)."""
+    from tinymobilenet.functional import conv
+    monkeypatch.setattr(conv, "BANDED_WIDTH", 10 ** 6 if request.param == "banded" else 0)
+    return request.param

@@ -83,7 +83,7 @@ DW_CASES = [(3, 5, 9, 7, 3, 1, 1), (4, 6, 8, 5, 3, 2, 1), (2, 3, 9, 7, 5, 2, 2),
 
 
 @pytest.mark.parametrize("case", DW_CASES)
-def test_tiled_depthwise_and_im2col_conv_match_naive(case, tiny_tiles):
+def test_tiled_depthwise_and_im2col_conv_match_naive(case, tiny_tiles, depthwise_path):
     N, C, H, W, K, s, p = case
     x, w, b = randn(N, C, H, W, seed=1), randn(C, 1, K, K, seed=2), randn(C, seed=3)
     out, cache = F.depthwise_conv2d_forward(x, w, b, s, p)

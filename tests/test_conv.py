@@ -77,7 +77,7 @@ def test_conv2d_gradcheck(case):
 
 
 @pytest.mark.parametrize("case", DW_CASES)
-def test_depthwise_fast_naive_scipy_and_grouped_conv_agree(case):
+def test_depthwise_fast_naive_scipy_and_grouped_conv_agree(case, depthwise_path):
     N, C, H, W, K, s, p = case
     x, w, b = randn(N, C, H, W, seed=1), randn(C, 1, K, K, seed=2), randn(C, seed=3)
     out, cache = F.depthwise_conv2d_forward(x, w, b, s, p)
@@ -98,7 +98,7 @@ def test_depthwise_fast_naive_scipy_and_grouped_conv_agree(case):
 
 
 @pytest.mark.parametrize("case", DW_CASES)
-def test_depthwise_gradcheck(case):
+def test_depthwise_gradcheck(case, depthwise_path):
     N, C, H, W, K, s, p = case
     r = gradcheck.check_function(
         lambda x, w, b: F.depthwise_conv2d_forward(x, w, b, s, p), F.depthwise_conv2d_backward,
