@@ -172,3 +172,23 @@ def test_pointwise_small_and_large_maps_match_naive(shape):
     for a, e in zip(F.pointwise_conv2d_backward(dout, cache),
                     F.pointwise_conv2d_backward_naive(dout, ref_cache)):
         np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("K, s, p, groups", [(3, 1, 1, 1), (3, 1, 0, 2), (5, 1, 1, 1),
+                                             (3, 2, 1, 1), (3, 3, 0, 3), (1, 2, 0, 1)])
+def test_conv_batch_tiles_with_a_shorter_last_tile_match_naive(K, s, p, groups, monkeypatch):
+    """Tiles of 2 samples over a batch of 5 (2 + 2 + 1): the last, shorter tile reuses
+    the column buffers sized for the full ones (zeros included, where a fill skips the
+    padding)."""
+    N, C, H, W = 5, 6, 9, 8
+    Ho = F.conv_output_size(H, K, s, p)
+    Wg = F.conv_output_size(W, K, s, p) + ((K - 1) // s if s > 1 else 0)
+    monkeypatch.setattr(conv, "COL_BYTES", 2 * C * K * K * Ho * Wg * 8)
+    x, w = randn(N, C, H, W, seed=1), randn(6, C // groups, K, K, seed=2)
+    out, cache = F.conv2d_forward(x, w, None, s, p, groups)
+    ref, ref_cache = F.conv2d_forward_naive(x, w, None, s, p, groups)
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    dout = randn(*out.shape, seed=3)
+    for a, e in zip(F.conv2d_backward(dout, cache)[:2],
+                    F.conv2d_backward_naive(dout, ref_cache)[:2]):
+        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
