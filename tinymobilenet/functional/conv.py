@@ -753,7 +753,10 @@ class _Banded:
         per_channel = itemsize * self.W * ((in_buffers + self.K) * self.rows + self.L
                                            + self.K * self.W)
         threads = threads_for(size)
-        ct = split_rows(self.C, per_channel, balance=threads > 1)
+        budget = tiling.TILE_BYTES            # on threads: all tiles together <= size of x
+        if threads > 1:
+            budget = min(budget, itemsize * self.N * self.C * self.H * self.W // threads)
+        ct = split_rows(self.C, per_channel, budget, balance=threads > 1)
         return ct, [(c0, min(self.C, c0 + ct)) for c0 in range(0, self.C, ct)]
 
     def stacked(self, name, ct, dtype):
@@ -850,7 +853,8 @@ def _banded_backward(dout, x, w, size):
 
 
 def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0):
-    """Depthwise convolution as K*K strided multiply-accumulates.
+    """Depthwise convolution as K*K strided multiply-accumulates (or, on narrow maps,
+    banded matrix products).
 
     x: (N, C, H, W)   w: (C, 1, K, K)   b: (C,) or None   ->   out: (N, C, Ho, Wo)
 
@@ -864,7 +868,9 @@ def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0):
     buffers, see :mod:`.tiling`): all K*K passes over a tile happen while it is in cache,
     accumulating in place, and tiles run on parallel threads. Inside a tile each pass is
     one contiguous loop per channel over a flat-shifted window (see :class:`_Layout`).
-    The only full-size allocation is ``out``.
+    Stride-1 "same" convolutions of maps at most ``BANDED_WIDTH * K`` pixels wide run as
+    banded matrix products instead (:class:`_Banded`). The only full-size allocation
+    is ``out``.
     """
     _check_depthwise_args(x, w)
     C, K = x.shape[1], w.shape[2]
