@@ -270,7 +270,9 @@ def save_training_curves(path, metrics=None):
     else:
         with tempfile.TemporaryDirectory() as out:
             history = train.run({"out": out}, progress=None)["history"]
-    return train.plot_history(history, path)
+    return train.plot_history(
+        history, path,
+        title="MobileNetV1 (alpha 0.25, 32x32) on the 8x8 digits: python -m tinymobilenet.train")
 
 
 def save_bench_ratios(path, report=None):
