@@ -711,47 +711,62 @@ def _correlate(acc, tmp, windows, weights):
             acc += tmp
 
 
-# Stride-1 "same" depthwise convolutions on maps at most BANDED_WIDTH * K pixels wide run
-# as banded matrix products (:class:`_Banded`), wider ones as K*K multiply-adds on the
-# :class:`_Pitched` layout. A banded product spends W/K times the multiply-adds (in BLAS)
-# to save 2*K*K NumPy passes over memory. Measured on 2 cores, fwd + bwd time banded /
-# pitched: 3x3 at 3, 6, 12, 14, 16 px 0.57-0.89, at 20 and 24 px 1.14 and 1.34; 5x5 at
-# 7, 14, 28 px 0.41-0.71, at 56 px 1.53.
+# Depthwise convolutions on maps at most BANDED_WIDTH * K pixels wide run as banded
+# matrix products (:class:`_Banded`), wider ones as K*K multiply-adds on the
+# :class:`_Pitched` or :class:`_Phases` layout. A banded product spends about W/K times
+# the multiply-adds (in BLAS) to save 2*K*K NumPy passes over memory. Measured on 2
+# cores, fwd + bwd time banded / multiply-adds: 3x3 stride 1 at 3, 6, 12, 14, 16 px
+# 0.57-0.89, at 20 and 24 px 1.14 and 1.34; 5x5 stride 1 at 7, 14, 28 px 0.41-0.71, at
+# 56 px 1.53; stride 2: 3x3 at 7, 12, 14 px 0.83-0.88 (at 6 px 1.15), 5x5 at 10, 24,
+# 28 px 0.72-0.78.
 BANDED_WIDTH = 6
 
 
 def _is_banded(x_shape, K, stride, padding):
-    return _is_same(K, stride, padding) and x_shape[3] <= BANDED_WIDTH * K
+    return K > 1 and x_shape[3] <= BANDED_WIDTH * K
 
 
 class _Banded:
-    """Stride 1, K = 2p + 1, narrow maps: depthwise convolution as matrix products.
+    """Depthwise convolution of narrow maps as matrix products, any stride s and padding p.
 
-    One kernel row ``w[c, 0, i, :]`` applied along every image row is a product with a
-    banded (Toeplitz) W x W matrix ``T_i[win, wo] = w[c, 0, i, win - wo + p]`` (zero off
-    the band, which also plays the horizontal zero padding). A tile's images of channel c
-    are stacked vertically, p zero rows after each and p before the first::
+    One kernel row ``w[c, 0, i, :]`` applied along every image row, with stride s, is a
+    product with a banded W x Wo matrix ``T_i[win, wo] = w[c, 0, i, win - s*wo + p]``
+    (zero off the band, which also plays the horizontal zero padding). A tile's images of
+    channel c are stacked vertically, S rows apart (S >= H + p, a multiple of s, the rows
+    past H zero), after p zero rows::
 
-        X: (rows, W), rows = N*(H + p) + 2p      image n, row h at X row p + n*(H + p) + h
+        X: (rows, W)         image n, row h at X row p + n*S + h
 
-    so ``R_i = X @ T_i`` correlates every row with kernel row i, and output row
-    r = n*(H + p) + h is ``sum_i R_i[r + i]``: the p zero rows give the vertical padding.
-    The products run in BLAS for all K rows and a tile of channels in one batched matmul;
-    what is left for NumPy is K adds and two layout copies, instead of 2*K*K passes.
+    Output row r = n*(S/s) + ho reads X rows s*r + i for i = 0..K-1, that is image row
+    s*ho + i - p, or a zero row where that is padding. With ``X_i = X[i::s]`` (a strided
+    view, no copy) the output grid is ``sum_i X_i @ T_i``: one batched matmul over a tile
+    of channels and the K kernel rows, and a sum (at stride 1 the products are taken once
+    on all rows, ``X @ T_i``, and added with a shift of i rows). The S/s - Ho grid rows per
+    image that are not outputs are dropped. Backward: ``dw[i, j]`` sums ``G_i = D^T @ X_i``
+    along the entries (wo, s*wo + j - p); dx is, at stride 1 with "same" padding, the same
+    correlation run on dout with the kernel flipped, otherwise ``D @ T_i^T`` added back
+    onto rows i::s.
     """
 
-    def __init__(self, x_shape, K, padding):
+    def __init__(self, x_shape, K, stride, padding):
         self.N, self.C, self.H, self.W = x_shape
-        self.K, self.p = K, padding
-        self.S = self.H + padding                  # rows per image, zero rows included
-        self.L = self.N * self.S                   # output grid rows
-        self.rows = self.L + 2 * padding
+        self.K, self.s, self.p = K, stride, padding
+        self.same = _is_same(K, stride, padding)
+        self.Ho = conv_output_size(self.H, K, stride, padding)
+        self.Wo = conv_output_size(self.W, K, stride, padding)
+        self.Lo = max(-(-(self.H + padding) // stride), self.Ho)   # grid rows per image
+        self.S = stride * self.Lo                                  # X rows per image
+        self.L = self.N * self.Lo                                  # output grid rows
+        # the last image's reads end at row s*(L - 1) + K - 1 (+ p with the lead rows)
+        self.rows = max(padding + self.N * self.S, stride * (self.L - 1) + K)
+        # rows of the K products: all stacked rows at stride 1 "same", the grid otherwise
+        self.R_rows = self.rows if self.same else self.L
 
-    def tiles(self, itemsize, in_buffers, size):
-        """Channels per tile and the (c0, c1) tiles (all samples in each): ``in_buffers``
-        stacked inputs, the K products and the output grid of a tile fit in TILE_BYTES."""
-        per_channel = itemsize * self.W * ((in_buffers + self.K) * self.rows + self.L
-                                           + self.K * self.W)
+    def tiles(self, itemsize, stacks, size):
+        """Channels per tile and the (c0, c1) tiles (all samples in each): ``stacks``
+        stacked buffers, the K row products and the grid of a tile fit in TILE_BYTES."""
+        per_channel = itemsize * (stacks * self.rows * self.W + self.L * self.Wo + self.K * (
+            self.R_rows * max(self.W, self.Wo) + self.W * self.Wo))
         threads = threads_for(size)
         budget = tiling.TILE_BYTES            # on threads: all tiles together <= size of x
         if threads > 1:
@@ -759,94 +774,124 @@ class _Banded:
         ct = split_rows(self.C, per_channel, budget, balance=threads > 1)
         return ct, [(c0, min(self.C, c0 + ct)) for c0 in range(0, self.C, ct)]
 
-    def stacked(self, name, ct, dtype):
-        """Zeroed (ct, rows, W) buffer: tiles overwrite only image rows, so the zero rows
-        stay zero for every tile."""
-        return scratch(name, (ct, self.rows, self.W), dtype, zero=True)
+    def stacked(self, name, ct, dtype, zero=True):
+        """(ct, rows, W) buffer for stacked images; zeroed, and tiles overwrite only image
+        rows, so the zero rows stay zero for every tile."""
+        return scratch(name, (ct, self.rows, self.W), dtype, zero=zero)
 
-    def _images(self, buf, k, start):
-        return buf[:k, start:start + self.L].reshape(k, self.N, self.S, self.W)[:, :, :self.H]
+    def images(self, xs, k):
+        """(N, k, H, W) view of the images of a stacked buffer xs (k, rows, W)."""
+        v = xs[:k, self.p:self.p + self.N * self.S].reshape(k, self.N, self.S, self.W)
+        return v[:, :, :self.H].transpose(1, 0, 2, 3)
 
-    def scatter(self, buf, a, k):
-        """Stack a tile a (N, k, H, W) into buf (k, rows, W)."""
-        self._images(buf, k, self.p)[...] = a.transpose(1, 0, 2, 3)
+    def grid_outputs(self, grid, k):
+        """(N, k, Ho, Wo) view of the outputs of an output grid (k, L, Wo)."""
+        v = grid[:k].reshape(k, self.N, self.Lo, self.Wo)[:, :, :self.Ho]
+        return v.transpose(1, 0, 2, 3)
+
+    def row_views(self, xs):
+        """X_i = X[i::s] for every kernel row i: a (k, K, L, W) view of xs (k, rows, W)."""
+        st = xs.strides
+        return np.lib.stride_tricks.as_strided(
+            xs, (xs.shape[0], self.K, self.L, self.W), (st[0], st[1], self.s * st[1], st[2]),
+            writeable=False)
 
     def band(self, wk):
-        """The banded matrices T (k, K, W, W) of kernels wk (k, K, K)."""
-        k, K, W, p = wk.shape[0], self.K, self.W, self.p
-        T = np.zeros((k, K, W, W), dtype=wk.dtype)
-        for j in range(K):
-            d = j - p                                        # tap j reads column wo + d
-            wo = np.arange(max(0, -d), min(W, W - d))
-            T[:, :, wo + d, wo] = wk[:, :, j, None]
+        """The banded matrices T (k, K, W, Wo) of kernels wk (k, K, K)."""
+        T = np.zeros((wk.shape[0], self.K, self.W, self.Wo), dtype=wk.dtype)
+        wo = np.arange(self.Wo)
+        for j in range(self.K):
+            win = self.s * wo + j - self.p                 # the column tap j reads
+            ok = (win >= 0) & (win < self.W)
+            T[:, :, win[ok], wo[ok]] = wk[:, :, j, None]
         return T
 
-    def correlate(self, out, xs, wk, R, og):
-        """out (N, k, H, W) = the "same" correlation of the stacked tile xs (k, rows, W)
-        with kernels wk (k, K, K); R (k, K, rows, W) and og (k, L, W) are scratch."""
-        k, L = xs.shape[0], self.L
-        np.matmul(xs[:, None], self.band(wk), out=R)         # R[:, i] = X @ T_i
-        if self.K == 1:
-            np.copyto(og, R[:, 0, :L])
-        else:
-            np.add(R[:, 0, :L], R[:, 1, 1:1 + L], out=og)
+    def correlate(self, grid, xs, wk, R):
+        """grid (k, L, Wo) = the convolution of the stacked tile xs (k, rows, W) with
+        kernels wk (k, K, K) on the output grid; R (k, K, R_rows, Wo) is scratch."""
+        T = self.band(wk)
+        if not self.same:
+            np.matmul(self.row_views(xs), T, out=R)         # R[:, i] = X_i @ T_i
+            np.sum(R, axis=1, out=grid)
+            return
+        np.matmul(xs[:, None], T, out=R)                     # R[:, i] = X @ T_i, all rows
+        L = self.L
+        np.add(R[:, 0, :L], R[:, 1, 1:1 + L], out=grid)
         for i in range(2, self.K):
-            og += R[:, i, i:i + L]
-        out[...] = og.reshape(k, self.N, self.S, self.W)[:, :, :self.H].transpose(1, 0, 2, 3)
+            grid += R[:, i, i:i + L]
 
-    def weight_grad(self, ds, xs, G):
-        """dw (k, K, K) from the stacked dout ds and input xs (k, rows, W):
-        ``G_i = D^T @ X[i:i + L]`` (k, K, W, W) holds every (wo, win) pairing of kernel
-        row i, and tap j is the sum along its diagonal win = wo + j - p."""
-        k, L, W = xs.shape[0], self.L, self.W
-        d = ds[:, self.p:self.p + L]                         # (k, L, W): dout rows
-        step = xs.strides
-        xw = np.lib.stride_tricks.as_strided(xs, (k, self.K, L, W),
-                                             (step[0], step[1], step[1], step[2]),
-                                             writeable=False)   # xw[:, i] = X[i:i + L]
-        np.matmul(d.transpose(0, 2, 1)[:, None], xw, out=G)
-        return np.stack([np.trace(G, offset=j - self.p, axis1=2, axis2=3)
-                         for j in range(self.K)], axis=-1)
+    def weight_grad(self, d, xs, G):
+        """dw (k, K, K) from dout on the grid d (k, L, Wo) and the stacked input xs:
+        ``G_i = D^T @ X_i`` (k, K, Wo, W), tap j summed over the entries (wo, s*wo + j - p)."""
+        np.matmul(d.transpose(0, 2, 1)[:, None], self.row_views(xs), out=G)
+        if self.s == 1:                                      # plain diagonals
+            return np.stack([np.trace(G, offset=j - self.p, axis1=2, axis2=3)
+                             for j in range(self.K)], axis=-1)
+        wo = np.arange(self.Wo)
+        dw = np.empty(G.shape[:2] + (self.K,), dtype=G.dtype)
+        for j in range(self.K):
+            win = self.s * wo + j - self.p
+            ok = (win >= 0) & (win < self.W)
+            dw[:, :, j] = G[:, :, wo[ok], win[ok]].sum(axis=-1)
+        return dw
 
 
-def _banded_forward(x, w, size):
-    g = _Banded(x.shape, w.shape[2], (w.shape[2] - 1) // 2)
-    out = np.empty(x.shape, dtype=x.dtype)
+def _banded_forward(x, w, stride, padding, size):
+    g = _Banded(x.shape, w.shape[2], stride, padding)
+    out = np.empty((g.N, g.C, g.Ho, g.Wo), dtype=x.dtype)
     wk = w[:, 0]
     ct, tiles = g.tiles(x.itemsize, 1, size)
 
     def work(chunk):
         xs = g.stacked("dwb_x", ct, x.dtype)
-        R = scratch("dwb_r", (ct, g.K, g.rows, g.W), x.dtype)
-        og = scratch("dwb_o", (ct, g.L, g.W), x.dtype)
+        R = scratch("dwb_r", (ct, g.K, g.R_rows, g.Wo), x.dtype)
+        grid = scratch("dwb_o", (ct, g.L, g.Wo), x.dtype)
         for c0, c1 in chunk:
             k = c1 - c0
-            g.scatter(xs, x[:, c0:c1], k)
-            g.correlate(out[:, c0:c1], xs[:k], wk[c0:c1], R[:k], og[:k])
+            g.images(xs, k)[...] = x[:, c0:c1]
+            g.correlate(grid[:k], xs[:k], wk[c0:c1], R[:k])
+            out[:, c0:c1] = g.grid_outputs(grid, k)
 
     run_tiles(work, tiles, size=size)
     return out
 
 
-def _banded_backward(dout, x, w, size):
-    g = _Banded(x.shape, w.shape[2], (w.shape[2] - 1) // 2)
+def _banded_backward(dout, x, w, stride, padding, size):
+    g = _Banded(x.shape, w.shape[2], stride, padding)
     dx = np.empty(x.shape, dtype=dout.dtype)
     dw = np.empty((g.C, g.K, g.K), dtype=dout.dtype)
-    flipped = w[:, 0, ::-1, ::-1]                 # dx = dout correlated with the flip
+    wk = w[:, 0]
+    flipped = wk[:, ::-1, ::-1]                   # stride 1, "same": dx = dout * flip
     ct, tiles = g.tiles(x.itemsize, 2, size)
 
     def work(chunk):
         xs = g.stacked("dwb_x", ct, x.dtype)
-        ds = g.stacked("dwb_d", ct, dout.dtype)
-        R = scratch("dwb_r", (ct, g.K, g.rows, g.W), dout.dtype)
-        og = scratch("dwb_o", (ct, g.L, g.W), dout.dtype)
-        G = scratch("dwb_g", (ct, g.K, g.W, g.W), dout.dtype)
+        R = scratch("dwb_r", (ct, g.K, g.R_rows, g.W), dout.dtype)
+        grid = scratch("dwb_o", (ct, g.L, g.Wo), dout.dtype, zero=not g.same)
+        G = scratch("dwb_g", (ct, g.K, g.Wo, g.W), dout.dtype)
+        # dout: stacked like an input at stride 1 "same" (its grid rows are then the
+        # stacked rows from p on), else on the grid; zero wherever it is not an output
+        ds = g.stacked("dwb_d", ct, dout.dtype, zero=True)
         for c0, c1 in chunk:
             k = c1 - c0
-            g.scatter(xs, x[:, c0:c1], k)
-            g.scatter(ds, dout[:, c0:c1], k)
-            dw[c0:c1] = g.weight_grad(ds[:k], xs[:k], G[:k])
-            g.correlate(dx[:, c0:c1], ds[:k], flipped[c0:c1], R[:k], og[:k])
+            g.images(xs, k)[...] = x[:, c0:c1]
+            if g.same:
+                g.images(ds, k)[...] = dout[:, c0:c1]
+                d = ds[:k, g.p:g.p + g.L]
+            else:
+                g.grid_outputs(grid, k)[...] = dout[:, c0:c1]
+                d = grid[:k]
+            dw[c0:c1] = g.weight_grad(d, xs[:k], G[:k])
+            if g.same:
+                g.correlate(grid[:k], ds[:k], flipped[c0:c1], R[:k])
+                dx[:, c0:c1] = g.grid_outputs(grid, k)
+                continue
+            # D @ T_i^T lands on rows i::s of the stacked input
+            np.matmul(d[:, None], g.band(wk[c0:c1]).transpose(0, 1, 3, 2), out=R[:k])
+            ds[:k] = 0
+            for i in range(g.K):
+                ds[:k, i:i + g.s * (g.L - 1) + 1:g.s] += R[:k, i]
+            dx[:, c0:c1] = g.images(ds, k)
 
     run_tiles(work, tiles, size=size)
     return dx, dw.reshape(g.C, 1, g.K, g.K)
@@ -876,7 +921,7 @@ def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0):
     C, K = x.shape[1], w.shape[2]
     cache = (x, w, b is not None, stride, padding)         # x by reference: no copy
     if _is_banded(x.shape, K, stride, padding):
-        out = _banded_forward(x, w, x.size * K * K)
+        out = _banded_forward(x, w, stride, padding, x.size * K * K)
         if b is not None:
             out += b.reshape(1, C, 1, 1)
         return out, cache
@@ -926,7 +971,7 @@ def depthwise_conv2d_backward(dout, cache):
     C, K = x.shape[1], w.shape[2]
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     if _is_banded(x.shape, K, stride, padding):
-        return (*_banded_backward(dout, x, w, dout.size * K * K), db)
+        return (*_banded_backward(dout, x, w, stride, padding, dout.size * K * K), db)
     g = _layout(x.shape, K, stride, padding)
     wk = w.reshape(C, K * K)
     # pixels no window reaches (if any) keep a zero gradient
