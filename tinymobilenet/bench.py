@@ -25,7 +25,6 @@ kernel runs so a surprising result can be traced.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -35,7 +34,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import nn
+from . import cli, nn
+from .cli import Parser, number
 from .functional import conv_output_size, tiling
 
 __all__ = ["Case", "cases", "machine_peaks", "run", "format_table", "format_markdown",
@@ -530,7 +530,7 @@ def memory_report(quick=False) -> dict:
 def format_table(report: dict) -> str:
     m = report["machine"]
     lines = [
-        f"tinymobilenet benchmark: float32, forward + backward, median of repeated runs",
+        "tinymobilenet benchmark: float32, forward + backward, median of repeated runs",
         f"cpu: {m['cpu']}, {m['threads']} threads; numpy {m['numpy']}; BLAS: {m['blas']}"
         + (f"; torch {m['torch']}" if m.get("torch") else ""),
         f"roofline probes: matmul {m['matmul_gflops']:.1f} GFLOP/s "
@@ -630,15 +630,14 @@ def plot_ratios(reports, path: str) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tinymobilenet.bench",
-                                     description=__doc__.split("\n")[0])
+    parser = Parser(prog="python -m tinymobilenet.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--compare", choices=["torch"], help="time PyTorch CPU side by side")
     parser.add_argument("--format", choices=["table", "json", "markdown"], default="table")
     parser.add_argument("--quick", action="store_true",
                         help="tiny shapes, few repeats (smoke test)")
-    parser.add_argument("--threads", type=int, help="threads for ours, BLAS and torch "
+    parser.add_argument("--threads", type=number(int, 1), help="threads for ours, BLAS and torch "
                         "(default: tinymobilenet.functional.tiling.num_threads())")
-    parser.add_argument("--repeats", type=int, help="timed rounds per operation")
+    parser.add_argument("--repeats", type=number(int, 1), help="timed rounds per operation")
     parser.add_argument("--only", nargs="*",
                         help="run only operations whose name contains one of these")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc report")
@@ -673,4 +672,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

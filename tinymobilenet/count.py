@@ -49,7 +49,6 @@ import csv
 import inspect
 import io
 import json
-import math
 import sys
 import textwrap
 from dataclasses import asdict, dataclass, field
@@ -57,7 +56,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from . import nn
+from . import cli, nn
 
 __all__ = ["LayerCount", "Summary", "SeparableBlock", "summary", "standard_baseline",
            "default_resolution", "build_parser", "main"]
@@ -713,29 +712,10 @@ def _width_kwarg(factory):
     return None
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):          # one line, exit 2, no traceback
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
-def _number(kind):
-    def parse(text):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if kind is float and not math.isfinite(v):
-            raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
-        return v
-    parse.__name__ = kind.__name__
-    return parse
-
-
 def build_parser():
     names, _, _ = _models()
     doc = __doc__.split("\n\n")
-    p = _Parser(prog="python -m tinymobilenet.count",
+    p = cli.Parser(prog="python -m tinymobilenet.count",
                 description="Parameters and multiply-accumulates (the papers' Mult-Adds) of "
                             "a MobileNet-family model: where the cost goes, per layer type, "
                             "and depthwise separable vs full convolutions.",
@@ -743,17 +723,17 @@ def build_parser():
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="mobilenet_v1", choices=names, metavar="NAME",
                    help="one of: " + ", ".join(names) + " (default mobilenet_v1)")
-    p.add_argument("--alpha", type=_number(float), default=None, metavar="A",
+    p.add_argument("--alpha", type=cli.number(float), default=None, metavar="A",
                    help="width multiplier: alpha of MobileNetV1, width_mult of V2/V3 "
                         f"(0 < A <= {MAX_ALPHA:g}, default 1). EfficientNet-B0..B7 have none:"
                         " their width comes with depth and resolution from compound scaling")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--resolution", type=_number(int), default=None, metavar="R",
+    g.add_argument("--resolution", type=cli.number(int), default=None, metavar="R",
                    help="input size R x R (default: the model's own, 224 for MobileNets)")
-    g.add_argument("--rho", type=_number(float), default=None, metavar="P",
+    g.add_argument("--rho", type=cli.number(float), default=None, metavar="P",
                    help="resolution multiplier: input size round(P x default), "
                         "e.g. 0.857 -> 192 for MobileNetV1")
-    p.add_argument("--num-classes", type=_number(int), default=1000, metavar="K",
+    p.add_argument("--num-classes", type=cli.number(int), default=1000, metavar="K",
                    help="classes of the final layer (default 1000, ImageNet)")
     p.add_argument("--per-layer", action="store_true",
                    help="also print every layer (torchinfo's layout)")
@@ -840,8 +820,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BrokenPipeError:            # e.g. piped into `head`: stop quietly
-        sys.stderr.close()
-        sys.exit(1)
+    sys.exit(cli.run(main))

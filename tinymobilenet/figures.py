@@ -20,13 +20,13 @@ functions. ``main`` saves every figure as ``<name>.png`` with the Agg backend:
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections import OrderedDict
 
 import numpy as np
 
+from . import cli
 from . import functional as F
 
 __all__ = ["V1_WIDTH_ACCURACY", "V1_RESOLUTION_ACCURACY", "V1_TABLE2", "spiral",
@@ -301,12 +301,11 @@ FIGURES = OrderedDict([
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(
+    p = cli.Parser(
         prog="python -m tinymobilenet.figures",
         description="Regenerate the PNG figures of figures/ (each NAME.png):",
-        epilog=__doc__.split("Agg backend:\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="figures", help="output directory (default: figures)")
+        epilog=__doc__.split("Agg backend:\n", 1)[1])
+    p.add_argument("--out", default="figures", help="output directory")
     p.add_argument("--only", nargs="+", choices=list(FIGURES), metavar="NAME",
                    help=f"only these figures: {', '.join(FIGURES)}")
     p.add_argument("--train-metrics", metavar="JSON", help="metrics.json of a training run "
@@ -341,5 +340,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
-    sys.exit(0)
+    sys.exit(cli.run(lambda argv: main(argv) and 0))

@@ -15,7 +15,6 @@ generators inside the model (dropout) are saved in the checkpoint.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import nn
+from . import cli, nn
 from .data import DATASETS, Dataset, batches, load_dataset, random_shift
 from .optim import SGD, Constant, Cosine, Warmup, param_groups
 
@@ -338,16 +337,9 @@ def build_model(name="mobilenet_v1", alpha=1.0, num_classes=10, in_channels=1, s
     return get_model(name, **kwargs)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):          # one line, exit 2, no traceback
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
 def build_parser():
     d = DEFAULTS
-    p = _Parser(prog="python -m tinymobilenet.train", description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli.Parser(prog="python -m tinymobilenet.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=d["model"], help=f"one of {', '.join(_model_names())}")
     p.add_argument("--alpha", type=float, default=d["alpha"], help="width multiplier")
     p.add_argument("--resolution", type=int, default=d["resolution"],
@@ -448,4 +440,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -18,7 +18,6 @@ median of the repeats. Results go to ``OUT/benchmark.json`` and are printed as a
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import cli
 from .train import DEFAULTS, run
 
 
@@ -82,15 +82,15 @@ def grid(out: Path, alphas=(0.25, 0.5), resolutions=(24, 32), seeds=(0,)) -> lis
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tinymobilenet.train_benchmark",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeats", type=int, default=3)
+    p = cli.Parser(prog="python -m tinymobilenet.train_benchmark",
+                   description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=cli.number(int, 1), default=3,
+                   help="runs of the default configuration (their median wall time)")
     p.add_argument("--grid", action="store_true", help="also run the alpha x resolution grid")
-    p.add_argument("--seeds", type=int, default=1, help="grid: seeds 0 .. N-1 per setting")
-    p.add_argument("--out", default="runs/benchmark")
+    p.add_argument("--seeds", type=cli.number(int, 1), default=1,
+                   help="grid: seeds 0 .. N-1 per setting")
+    p.add_argument("--out", default="runs/benchmark", help="directory of the runs and benchmark.json")
     a = p.parse_args(argv)
-    if a.repeats < 1 or a.seeds < 1:
-        p.error("--repeats and --seeds must be >= 1")
     out = Path(a.out)
     result = {"defaults": DEFAULTS, "numpy": np.__version__}
     result["default"] = default_runs(out, a.repeats)
@@ -106,4 +106,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))
