@@ -131,3 +131,26 @@ def test_random_shift_moves_a_pixel_by_at_most_the_shift():
 def test_dataset_rejects_bad_shapes():
     with pytest.raises(ValueError, match="N, C, H, W"):
         D.Dataset(np.zeros((3, 8, 8)), np.zeros(3, dtype=np.int64))
+
+
+# --- image files --------------------------------------------------------------------------
+
+def test_load_image_rgb_gray_and_errors_name_the_file(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    np.testing.assert_array_equal(D.load_image(tmp_path / "a.png"), pixels)   # lossless
+    gray = D.load_image(tmp_path / "a.png", mode="L")
+    assert gray.shape == (5, 7) and gray.dtype == np.uint8
+    chw = D.to_chw(pixels)
+    assert chw.shape == (3, 5, 7) and chw.dtype == np.float32
+    np.testing.assert_allclose(chw[1], pixels[:, :, 1] / 255, rtol=1e-6)
+    # a truncated file, a text file and a missing file each raise one error naming the file
+    Image.fromarray(pixels).resize((64, 64)).save(tmp_path / "b.jpg")
+    raw = (tmp_path / "b.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(raw[: len(raw) // 2])
+    (tmp_path / "text.png").write_text("not an image")
+    for name in ("cut.jpg", "text.png", "missing.png"):
+        with pytest.raises(D.ImageError, match=name):
+            D.load_image(tmp_path / name)
