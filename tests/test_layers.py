@@ -161,7 +161,7 @@ def test_load_state_dict_roundtrip_and_errors():
     sd = a.state_dict()
     b.load_state_dict(sd)
     x = randn(2, 3, 5, 5).astype(np.float32)
-    np.testing.assert_array_equal(a.eval()(x), b.eval()(x))
+    np.testing.assert_array_equal(a.eval()(x), b.eval()(x))   # same weights, same computation
     sd_no_counter = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
     b.load_state_dict(sd_no_counter)                                 # accepted without it
     with pytest.raises(KeyError, match="missing key '1.running_var'"):
@@ -217,6 +217,7 @@ def test_backward_is_idempotent():
     dx1 = net.backward(g)
     grads1 = [p.grad.copy() for p in net.parameters()]
     dx2 = net.backward(g)
+    # the same computation repeated (same process): bit for bit, or backward kept state
     np.testing.assert_array_equal(dx1, dx2)
     for a, b in zip(grads1, [p.grad for p in net.parameters()]):
         np.testing.assert_array_equal(a, b)

@@ -147,7 +147,8 @@ def test_stochastic_depth_only_in_training():
         return EfficientNet(0.25, 0.5, num_classes=4, dropout=0.0, stochastic_depth_prob=p,
                             name="efficientnet_tiny", seed=1)
     x = randn(2, 3, 32, 32).astype(np.float32)
-    assert np.array_equal(tiny(0.9).eval()(x), tiny(0.0).eval()(x))   # same weights, eval
+    # same weights, eval: stochastic depth is the identity, the computation is the same
+    assert np.array_equal(tiny(0.9).eval()(x), tiny(0.0).eval()(x))
     model = tiny(0.9).train()
     assert not np.array_equal(model(x), model(x))                     # branches dropped
 

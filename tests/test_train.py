@@ -72,14 +72,19 @@ def test_evaluate_and_predict_use_eval_mode_and_restore_it(digits):
     labels = train.predict(model, x, batch_size=32)
     logits = train.predict(model, x, batch_size=32, logits=True)
     assert labels.shape == (70,) and logits.shape == (70, 10)
-    np.testing.assert_array_equal(labels, logits.argmax(axis=1))
-    np.testing.assert_array_equal(logits, train.predict(model, x, logits=True))   # no dropout
+    np.testing.assert_array_equal(labels, logits.argmax(axis=1))   # the same batches twice
+    # one batch of 70 against batches of 32: other matrix shapes, which the BLAS may block
+    # differently, so the last bits may differ; what this protects is eval mode (no dropout,
+    # running statistics), which would change the logits by far more than float32 round-off
+    np.testing.assert_allclose(logits, train.predict(model, x, logits=True), rtol=1e-5,
+                               atol=1e-6 * np.abs(logits).max())
     assert model.training
     loss, acc = train.evaluate(model, (digits.test.x, digits.test.y))
     assert loss > 0 and 0 <= acc <= 1 and model.training
 
 
 def test_same_seed_same_weights_bit_for_bit(digits):
+    # the same computation repeated in one process (same machine, same threads): bit for bit
     a, _, ha = fit_small(digits.train[:256], 2)
     b, _, hb = fit_small(digits.train[:256], 2)
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
@@ -88,6 +93,8 @@ def test_same_seed_same_weights_bit_for_bit(digits):
 
 
 def test_resumed_run_equals_uninterrupted_run(digits, tmp_path):
+    # resuming replays the same computation (same machine, same threads, same batches):
+    # bit for bit is what "resume" promises
     data = digits.train[:384]
     full, full_opt, full_hist = fit_small(data, 3)
     ckpt = tmp_path / "ckpt.npz"
@@ -108,7 +115,7 @@ def test_checkpoint_round_trip(digits, tmp_path):
     path = tmp_path / "c.npz"
     train.save_checkpoint(path, model, opt, 1, history, {"note": "x"}, seed=0)
     fresh, fresh_opt, _ = make_run(seed=1)
-    meta = train.load_checkpoint(path, fresh, fresh_opt)
+    meta = train.load_checkpoint(path, fresh, fresh_opt)    # a copy: exact
     assert meta["epoch"] == 1 and meta["config"] == {"note": "x"} and meta["history"] == history
     for (k, va), vb in zip(model.state_dict().items(), fresh.state_dict().values()):
         np.testing.assert_array_equal(va, vb, err_msg=k)

@@ -19,7 +19,7 @@ def test_npz_round_trip_same_outputs(tmp_path):
         assert f.files == list(a.state_dict())                        # state-dict order
     b = models.load_weights(models.mobilenet_v3_small(0.5, num_classes=4, seed=2), path).eval()
     x = randn(2, 3, 32, 32).astype(np.float32)
-    assert np.array_equal(a(x), b(x))
+    assert np.array_equal(a(x), b(x))       # same weights, same computation, same process
 
 
 def test_load_from_dict_casts_dtype_and_num_batches_tracked_optional():

@@ -242,8 +242,8 @@ class Sequential(Module):
 
     A BatchNorm directly followed by a ReLU or ReLU6 runs as one fused step: the BN
     clips its own output (``BatchNorm2d.forward(x, clip=act.clip)``) while each tile is
-    in cache, and its backward applies the activation's mask first. The numbers are the
-    same as running the two layers apart (the tests check it, bit for bit); the fused
+    in cache, and its backward applies the activation's mask first. The arithmetic per
+    element is that of the two layers apart (the tests compare them to round-off); the fused
     step saves the activation's separate pass over memory and its output array, each way.
     ``Sequential.fuse = False`` (or ``seq.fuse = False`` on one instance) runs every
     layer on its own; the activation module is then called as usual.
