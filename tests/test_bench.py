@@ -14,7 +14,7 @@ import pytest
 
 from tinymobilenet import bench
 from tinymobilenet import functional as F
-from tinymobilenet.functional import conv, tiling
+from tinymobilenet.functional import conv2d, tiling
 
 from conftest import randn
 
@@ -66,7 +66,7 @@ def tiny_tiles(request, monkeypatch):
     """Budgets so small that every tile is one channel (or sample), on 2 threads."""
     if request.param == "one channel per tile":
         monkeypatch.setattr(tiling, "TILE_BYTES", 1)
-        monkeypatch.setattr(conv, "COL_BYTES", 1)
+        monkeypatch.setattr(conv2d, "COL_BYTES", 1)
         monkeypatch.setattr(tiling, "_MIN_PARALLEL", 0)
     old = tiling.num_threads()
     tiling.set_num_threads(2)
@@ -183,7 +183,7 @@ def test_conv_batch_tiles_with_a_shorter_last_tile_match_naive(K, s, p, groups, 
     N, C, H, W = 5, 6, 9, 8
     Ho = F.conv_output_size(H, K, s, p)
     Wg = F.conv_output_size(W, K, s, p) + ((K - 1) // s if s > 1 else 0)
-    monkeypatch.setattr(conv, "COL_BYTES", 2 * C * K * K * Ho * Wg * 8)
+    monkeypatch.setattr(conv2d, "COL_BYTES", 2 * C * K * K * Ho * Wg * 8)
     x, w = randn(N, C, H, W, seed=1), randn(6, C // groups, K, K, seed=2)
     out, cache = F.conv2d_forward(x, w, None, s, p, groups)
     ref, ref_cache = F.conv2d_forward_naive(x, w, None, s, p, groups)

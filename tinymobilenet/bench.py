@@ -21,6 +21,20 @@ the results for scripts; :func:`plot_ratios` draws them.
 BLAS libraries read some environment variables at start-up (OPENBLAS_CORETYPE,
 OPENBLAS_L2_SIZE, ...) that can select a slower kernel; the header prints which BLAS
 kernel runs so a surprising result can be traced.
+
+Measured choices of the kernels (2-core AMD EPYC, 2026; interleaved A/B timings, ratios
+new / old, forward + backward; they go stale with machines, which is why they live here
+and not in the kernels' docstrings):
+
+- depthwise, banded products vs K*K multiply-adds (``functional.depthwise.BANDED_WIDTH``):
+  3x3 stride 1 at 3, 6, 12, 14, 16 px 0.57-0.89, at 20 and 24 px 1.14 and 1.34; 5x5
+  stride 1 at 7, 14, 28 px 0.41-0.71, at 56 px 1.53; stride 2: 3x3 at 7, 12, 14 px
+  0.83-0.88 (at 6 px 1.15), 5x5 at 10, 24, 28 px 0.72-0.78. Hence banded up to 6K px.
+- tile size (``functional.tiling.TILE_BYTES``): 1 MB tiles (inside L2) are 1.2-1.5x
+  slower on 1 thread and up to 2x slower on 2 threads than 4 MB, where the many short
+  calls queue for the GIL; 8 MB is no better than 4 MB.
+- threads only for calls touching >= 8M values (``tiling._MIN_PARALLEL``): below that,
+  a batch-8 MobileNetV2 step at 96 px ran 10-15 % faster on one thread.
 """
 
 from __future__ import annotations
