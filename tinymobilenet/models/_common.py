@@ -11,8 +11,9 @@ __all__ = ["check_options", "torchvision_init", "ImageClassifier"]
 
 
 def check_options(model: str, num_classes=1000, dropout=0.0, width_mult=None,
-                  stochastic_depth_prob=None, in_channels=3) -> None:
-    """Refuse out-of-range factory arguments with a message naming the model and option."""
+                  stochastic_depth_prob=None, in_channels=3, width_name="width_mult") -> None:
+    """Refuse out-of-range factory arguments with a message naming the model and option
+    (``width_name``: what the model calls its width multiplier, e.g. V1's ``alpha``)."""
     if not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool) \
             or num_classes < 1:
         raise ValueError(f"{model}: num_classes must be an integer >= 1, got {num_classes!r}")
@@ -21,7 +22,7 @@ def check_options(model: str, num_classes=1000, dropout=0.0, width_mult=None,
     if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
         raise ValueError(f"{model}: dropout must be in [0, 1), got {dropout!r}")
     if width_mult is not None and not (isinstance(width_mult, (int, float)) and width_mult > 0):
-        raise ValueError(f"{model}: width_mult must be > 0, got {width_mult!r}")
+        raise ValueError(f"{model}: {width_name} must be > 0, got {width_mult!r}")
     p = stochastic_depth_prob
     if p is not None and not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0):
         raise ValueError(f"{model}: stochastic_depth_prob must be in [0, 1], "
@@ -90,12 +91,15 @@ class ImageClassifier(nn.Module):
 
     def _assemble(self, layers, classifier, rng, linear="normal"):
         """Set the children from the ``features`` layers and the ``classifier`` layers
-        (``classifier[0]`` sees the pooled features), then draw torchvision's weights."""
+        (``classifier[0]`` sees the pooled features), then draw torchvision's weights
+        (``linear`` as in :func:`torchvision_init`; None keeps the layers' own initial
+        weights, PyTorch's layer defaults, as MobileNetV1 has no torchvision recipe)."""
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.GlobalAvgPool2d()
         self.flatten = nn.Flatten()
         self.classifier = nn.Sequential(*classifier)
-        torchvision_init(self, rng, linear)
+        if linear is not None:
+            torchvision_init(self, rng, linear)
 
     def forward(self, x):
         # check here so a wrong image gets an error naming the model, not its first conv
