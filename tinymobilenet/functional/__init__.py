@@ -10,7 +10,8 @@ first. Nothing here keeps state or imports :mod:`tinymobilenet.nn`.
     pointwise       1 x 1 convolution, a matmul
     norm            batch norm (optionally fused with a following ReLU/ReLU6)
     activations     ReLU, ReLU6, sigmoid, h-sigmoid, h-swish, SiLU
-    pooling, linear, dropout, loss, grouped_linear
+    squeeze_excitation  the excitation x * gate and its two-path backward
+    pooling, linear, dropout, stochastic_depth, loss, grouped_linear
     tiling          cache-sized tiles and the threads that run them
 
 Files whose name starts with ``_`` hold fast paths a student can skip.
@@ -26,5 +27,7 @@ from .activations import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
 from .linear import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
+from .stochastic_depth import *  # noqa: F401,F403
+from .squeeze_excitation import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .grouped_linear import *  # noqa: F401,F403

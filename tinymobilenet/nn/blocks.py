@@ -13,8 +13,7 @@ Child names match torchvision's, so the state-dict keys do too.
 
 from __future__ import annotations
 
-import numpy as np
-
+from .. import functional as F
 from .activations import HardSigmoid, ReLU, ReLU6, Sigmoid, SiLU, get_activation
 from .layers import (BatchNorm2d, Conv2d, DepthwiseConv2d, PointwiseConv2d, check_input,
                      make_rng)
@@ -120,21 +119,18 @@ class SqueezeExcitation(Module):
 
     def forward(self, x):
         check_input(self._label(), x, self.input_channels, dtype=self.fc1.weight.data.dtype)
-        pooled = x.mean(axis=(2, 3), keepdims=True)                         # (N, C, 1, 1)
+        pooled, pool_cache = F.global_avg_pool_forward(x, keepdims=True)    # (N, C, 1, 1)
         scale = self.scale_activation(self.fc2(self.activation(self.fc1(pooled))))
-        self._cache = (x, scale)
-        return x * scale                                                     # broadcast
+        y, excite_cache = F.excite_forward(x, scale)                        # x * scale
+        self._cache = (pool_cache, excite_cache)
+        return y
 
     def backward(self, dy):
-        x, scale = self._cached(self._cache)
-        N, C, H, W = x.shape
-        # y = x * s: the gate sees the sum over the pixels it multiplied
-        dscale = np.einsum("nchw,nchw->nc", dy, x).reshape(N, C, 1, 1)      # no product array
+        pool_cache, excite_cache = self._cached(self._cache)
+        dx, dscale = F.excite_backward(dy, excite_cache)                    # the product's path
         dpooled = self.fc1.backward(self.activation.backward(
             self.fc2.backward(self.scale_activation.backward(dscale))))     # (N, C, 1, 1)
-        dx = dy * scale
-        dx += dpooled / (H * W)                                              # mean's backward
-        return dx
+        return F.global_avg_pool_backward(dpooled, pool_cache, out=dx)      # + the gate's path
 
 
 class StochasticDepth(Module):
@@ -156,20 +152,13 @@ class StochasticDepth(Module):
         return f"p={self.p}"
 
     def forward(self, x):
-        if not self.training or self.p == 0.0:
-            self._mask = 1
-            return x
-        survival = 1.0 - self.p
-        keep = self.rng.random(x.shape[0]) < survival
-        mask = keep.astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
-        if survival > 0:
-            mask /= survival
-        self._mask = mask
-        return x * mask
+        y, mask = F.stochastic_depth_forward(x, self.p, self.training, self.rng)
+        self._mask = (mask,)                     # a tuple: None is a valid (eval) mask
+        return y
 
     def backward(self, dy):
-        mask = self._cached(self._mask)
-        return dy if isinstance(mask, int) else dy * mask
+        (mask,) = self._cached(self._mask)
+        return F.stochastic_depth_backward(dy, mask)
 
 
 class InvertedResidual(Module):
