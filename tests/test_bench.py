@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tinymobilenet import bench
 
@@ -49,3 +50,68 @@ def test_table_and_plot(tmp_path):
     path = tmp_path / "ratios.png"
     bench.plot_ratios(report, str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_profile_attributes_the_step_to_layer_types(tmp_path):
+    from tinymobilenet.bench import profile as P
+    p = P.profile("mobilenet_v3_small", resolution=32, batch=2, train=True, repeats=2)
+    cats = {c["category"]: c for c in p["categories"]}
+    assert set(cats) == set(P.CATEGORIES)
+    assert abs(sum(c["time_share"] for c in cats.values()) - 1) < 1e-9
+    assert abs(sum(c["mac_share"] for c in cats.values()) - 1) < 1e-9
+    # V3-Small has every kind of work: each category that does MACs also takes time
+    for c in ("standard conv", "depthwise conv", "pointwise conv", "squeeze-excitation",
+              "pooling and linear"):
+        assert cats[c]["mac_share"] > 0 and cats[c]["ms"] > 0, c
+    for c in ("batch norm", "activation", "residual add", "loss and update"):
+        assert cats[c]["ms"] > 0 and cats[c]["mac_share"] == 0, c
+    # the parts add up to the instrumented step; what the timers cost is reported apart
+    assert abs(p["attributed_ms"] - sum(c["ms"] for c in cats.values())) < 1e-6
+    assert abs(p["step_ms"] - p["attributed_ms"] - p["not_attributed_ms"]) < 1e-6
+    table = P.format_profile(p)
+    assert "not attributed" in table and "squeeze-excitation" in table
+    P.plot_profile(p, str(tmp_path / "p.png"))
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_profile_restores_the_model_methods():
+    from tinymobilenet import models
+    from tinymobilenet.bench.profile import _Timers
+    model = models.mobilenet_v3_small(num_classes=10)
+    with _Timers(model):
+        assert all("forward" in m.__dict__ for m in model.modules())
+    assert not any("forward" in m.__dict__ or "backward" in m.__dict__ for m in model.modules())
+
+
+def test_network_cases_build_and_run():
+    from tinymobilenet.bench.networks import network_cases
+    cases = network_cases(quick=True)
+    names = [c.name for c in cases]
+    assert any("training step" in n for n in names) and any("folded" in n for n in names)
+    rng = np.random.default_rng(0)
+    for case in cases[:1] + [c for c in cases if "folded" in c.name][:1]:
+        fwd, bwd = case.make(rng)
+        fwd(), bwd()
+
+
+def test_network_cases_match_torch_outputs():
+    """The PyTorch twin of a network case runs the same computation (same weights)."""
+    pytest.importorskip("torchvision")
+    from tinymobilenet.bench.networks import inference_case
+    case = inference_case("mobilenet_v3_large", N=1, size=64, fold=True)
+    fwd, _ = case.make_torch(np.random.default_rng(0))   # raises if the outputs differ
+    fwd()
+
+
+def test_rss_growth_in_a_fresh_process():
+    from tinymobilenet.bench.memory import rss_growth
+    mb = rss_growth("tinymobilenet", "mobilenet_v3_small", 2, 32)
+    if mb is None:
+        pytest.skip("no /proc/self/status here")
+    assert 0 < mb < 2000
+
+
+def test_profile_cli_and_bad_model():
+    out = subprocess.run([sys.executable, "-m", "tinymobilenet.bench", "--profile", "nope"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--profile" in out.stderr

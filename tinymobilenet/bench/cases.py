@@ -11,10 +11,19 @@ import numpy as np
 from .. import nn
 from ..functional import conv_output_size
 
-__all__ = ["Case", "cases", "TARGETS"]
+__all__ = ["Case", "cases", "kernel_cases", "TARGETS", "target_for"]
 
-# Ratio targets ours / PyTorch CPU (forward + backward), per kind of operation
-TARGETS = {"pointwise": 1.2, "standard": 1.5, "depthwise": 2.0, "mobilenet_v2": 2.0}
+# Ratio targets ours / PyTorch CPU (forward + backward), per kind of operation; whole
+# networks ("network") have a target per thread count (see target_for)
+TARGETS = {"pointwise": 1.2, "standard": 1.5, "depthwise": 2.0, "network": 1.5}
+NETWORK_TARGET_1_THREAD = 1.2
+
+
+def target_for(kind: str, threads: int):
+    """The ratio target of an operation of ``kind`` at ``threads`` threads (None: none)."""
+    if kind == "network" and threads == 1:
+        return NETWORK_TARGET_1_THREAD
+    return TARGETS.get(kind)
 
 
 @dataclass
@@ -196,30 +205,16 @@ def _model_case(name, kind, build, build_torch, N, size, num_classes=1000, lr=1e
     return Case(name, kind, make, make_torch, flops=flops)
 
 
-def _torchvision_mobilenet_v2(num_classes):
-    import torchvision
-    return torchvision.models.mobilenet_v2(num_classes=num_classes)
-
-
-def _models():
-    """(name, target kind, factory, PyTorch factory) of the models the benchmark trains;
-    MobileNetV2 when this version of the package has it."""
-    from .. import models
-    out = [("MobileNetV1", "other", models.mobilenet_v1, _torch_mobilenet_v1)]
-    if hasattr(models, "mobilenet_v2"):
-        out.insert(0, ("MobileNetV2", "mobilenet_v2", models.mobilenet_v2,
-                       _torchvision_mobilenet_v2))
-    return out
-
-
-def cases(quick: bool = False) -> list[Case]:
-    """The benchmarked operations: MobileNet-typical shapes (batch 16, 56x56 and 14x14
-    activations, 32-512 channels), or tiny ones with ``quick``."""
+def kernel_cases(quick: bool = False) -> list[Case]:
+    """The single operations: MobileNet-typical shapes (batch 16, 56x56 and 14x14
+    activations, 32-512 channels), or tiny ones with ``quick``; and a MobileNetV1 training
+    step (torchvision has no V1: its PyTorch twin is built here, with its own weights)."""
     if quick:
         N, big, small, model_n, model_size = 2, 16, 8, 2, 32
     else:
         N, big, small, model_n, model_size = 16, 56, 14, 8, 96
-    out = [
+    from .. import models
+    return [
         _conv_case(f"pointwise 144->24 {big}x{big}", "pointwise", N, 144, 24, big, 1, 1),
         _conv_case(f"pointwise 512->512 {small}x{small}", "pointwise", N, 512, 512, small, 1, 1),
         _conv_case(f"standard 3x3 s1 32->64 {big}x{big}", "standard", N, 32, 64, big, 3, 1),
@@ -234,10 +229,19 @@ def cases(quick: bool = False) -> list[Case]:
                    2 * small, 5, 2, 240),
         _se_case(f"squeeze-excitation 480->120 {small}x{small}", N, 480, 120, small),
         _inverted_residual_case(f"inverted residual 24->144->24 {big}x{big}", N, 24, 144, big),
+        _model_case(f"MobileNetV1 training step {model_size}px batch {model_n}", "other",
+                    lambda: models.mobilenet_v1(num_classes=1000),
+                    lambda: _torch_mobilenet_v1(1000), model_n, model_size),
     ]
-    for name, kind, factory, torch_factory in _models():
-        out.append(_model_case(
-            f"{name} training step {model_size}px batch {model_n}", kind,
-            lambda f=factory: f(num_classes=1000), lambda f=torch_factory: f(1000),
-            model_n, model_size))
+
+
+def cases(quick: bool = False, suite: str = "all") -> list[Case]:
+    """The benchmarked cases of ``suite``: "kernels" (:func:`kernel_cases`), "networks"
+    (:func:`.networks.network_cases`) or "all"."""
+    from .networks import network_cases
+    if suite not in ("kernels", "networks", "all"):
+        raise ValueError(f"bench: suite must be kernels, networks or all, got {suite!r}")
+    out = kernel_cases(quick) if suite in ("kernels", "all") else []
+    if suite in ("networks", "all"):
+        out += network_cases(quick)
     return out

@@ -43,6 +43,11 @@ def format_table(report: dict) -> str:
         if "model_step_peak_mb" in mem:
             lines.append(f"peak memory of one {mem['model']}: "
                          f"{mem['model_step_peak_mb']:.1f} MB (tracemalloc, above model and input)")
+        if mem.get("rss_growth_mb") is not None:
+            theirs = mem.get("torch_rss_growth_mb")
+            lines.append(f"peak resident set growth of that step in a fresh process: "
+                         f"{mem['rss_growth_mb']:.1f} MB"
+                         + (f", PyTorch {theirs:.1f} MB" if theirs is not None else ""))
         for name, v in mem["depthwise_peak_in_activations"].items():
             lines.append(f"peak allocation of {name}: forward {v['forward']:.2f}, backward "
                          f"{v['backward']:.2f} input sizes (output / dx included)")

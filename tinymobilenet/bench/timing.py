@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..functional import tiling
-from .cases import TARGETS, cases
+from .cases import cases, target_for
 
 __all__ = ["Result", "machine_peaks", "run", "SETTLE", "WARMUP"]
 
@@ -110,7 +110,9 @@ def _measure(case, rng, repeats, torch_on):
     fwd, bwd = case.make(rng)
     tfwd = tbwd = None
     if torch_on and case.make_torch is not None:
-        tfwd, tbwd = case.make_torch(rng)
+        pair = case.make_torch(rng)          # None: no PyTorch twin of this case
+        if pair is not None:
+            tfwd, tbwd = pair
     ours, theirs = [], []
     for r in range(repeats + 1):
         if tfwd is not None:
@@ -128,8 +130,10 @@ def _measure(case, rng, repeats, torch_on):
 
 
 def run(quick=False, compare_torch=False, threads=None, repeats=None, only=None,
-        progress=None) -> dict:
-    """Run the benchmark; returns ``{"machine": ..., "results": [Result as dict, ...]}``."""
+        progress=None, suite="all") -> dict:
+    """Run the benchmark's ``suite`` ("kernels", "networks" or "all"; ``only``: names
+    containing one of these strings); returns ``{"machine": ..., "results": [Result as
+    dict, ...]}``."""
     threads = threads or tiling.num_threads()
     old_threads = tiling.num_threads()
     tiling.set_num_threads(threads)
@@ -145,7 +149,7 @@ def run(quick=False, compare_torch=False, threads=None, repeats=None, only=None,
                    "torch": torch_version, **machine_peaks(quick)}
         repeats = repeats or (3 if quick else 7)
         results = []
-        for case in cases(quick):
+        for case in cases(quick, suite):
             if only and not any(s in case.name for s in only):
                 continue
             rng = np.random.default_rng(0)
@@ -173,7 +177,7 @@ def _result(case, f, b, t, torch_t, machine):
             roof = achieved / machine["matmul_gflops"]
     elif gflop:
         roof = achieved / machine["matmul_gflops"]
-    target = TARGETS.get(case.kind)
+    target = target_for(case.kind, machine["threads"])
     return Result(case.name, case.kind, 1e3 * f, 1e3 * b, 1e3 * t, gflop, gbytes, bound,
                   achieved, unit, roof, None if torch_t is None else 1e3 * torch_t,
                   None if torch_t is None else t / torch_t, target)
