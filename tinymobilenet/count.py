@@ -447,7 +447,7 @@ def summary(model, input_size=(1, 3, 224, 224), *, fold_bn: bool = False,
     try:
         params = model.parameters()
         dtype = params[0].data.dtype if params else np.float32
-        with nn.unfused(model):                # every layer counted on its own
+        with nn.unfused(model):        # a fused model counts as its layers apart
             model(np.zeros(input_size, dtype=dtype))
     finally:
         for m in patched:

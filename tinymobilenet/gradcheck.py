@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .nn.module import unfused
+from .nn.fusion import unfused
 
 __all__ = ["numerical_gradient", "relative_error", "GradcheckResult", "check_module",
            "check_function", "kink_distance", "dodge_kinks", "randomize_batchnorm"]

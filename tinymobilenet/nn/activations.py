@@ -16,9 +16,6 @@ __all__ = ["ReLU", "ReLU6", "Sigmoid", "HardSigmoid", "HardSwish", "SiLU",
 class _Activation(Module):
     _forward = _backward = None
     kinks: tuple = ()      # inputs where the derivative jumps (gradient checks avoid them)
-    # (lo, hi) when the activation is clip(x, lo, hi) (hi None: no upper bound), which a
-    # BatchNorm before it can apply in its own pass (see Sequential); None otherwise
-    clip: tuple | None = None
 
     def __init__(self, inplace: bool = False):
         # ``inplace`` is accepted for PyTorch compatibility; NumPy layers here never
@@ -38,14 +35,12 @@ class _Activation(Module):
 class ReLU(_Activation):
     """``max(x, 0)``; derivative 1 where x > 0, else 0."""
     kinks = (0.0,)
-    clip = (0.0, None)
     _forward, _backward = staticmethod(F.relu_forward), staticmethod(F.relu_backward)
 
 
 class ReLU6(_Activation):
     """``min(max(x, 0), 6)`` (MobileNetV1/V2); derivative 1 on 0 < x < 6, else 0."""
     kinks = (0.0, 6.0)
-    clip = (0.0, 6.0)
     _forward, _backward = staticmethod(F.relu6_forward), staticmethod(F.relu6_backward)
 
 

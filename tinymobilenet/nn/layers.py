@@ -218,13 +218,13 @@ class _BatchNorm(Module):
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
-    # a following ReLU/ReLU6 can run inside this layer's pass (see Sequential)
-    fuses_activation = True
+    def forward(self, x):
+        return self._normalize(x)
 
-    def forward(self, x, clip=None):
-        """``clip=(lo, hi)`` also clips the output: BN and a following ReLU (``(0, None)``)
-        or ReLU6 (``(0, 6)``) in one pass; backward then expects the gradient of the
-        clipped output (:func:`tinymobilenet.functional.batchnorm_forward`)."""
+    def _normalize(self, x, clip=None):
+        """The forward pass; ``clip=(lo, hi)`` also clips the output in the same pass (a
+        fused ReLU/ReLU6, see :mod:`.fusion`), and backward then expects the gradient of
+        the clipped output (:func:`tinymobilenet.functional.batchnorm_forward`)."""
         check_input(self._label(), x, self.num_features, ndim=self._ndim,
                     dtype=self.weight.data.dtype, axes=self._axes)
         y, self._cache = F.batchnorm_forward(
