@@ -35,6 +35,11 @@ and not in the kernels' docstrings):
   calls queue for the GIL; 8 MB is no better than 4 MB.
 - threads only for calls touching >= 8M values (``tiling._MIN_PARALLEL``): below that,
   a batch-8 MobileNetV2 step at 96 px ran 10-15 % faster on one thread.
+- element-wise chains in chunks of ``tiling.CHUNK`` = 64k values with every pass in
+  place, against whole-array NumPy expressions: SiLU forward 0.11, 0.30, 0.28 and 0.21x
+  the time on (1, 32, 112, 112), (1, 96, 112, 112), (8, 144, 56, 56) and
+  (1, 240, 28, 28) float32 (the old sigmoid took two branches of np.where); the same
+  chain without chunks 0.31, 0.36, 0.30 and 0.19x.
 """
 
 from __future__ import annotations
