@@ -81,6 +81,12 @@ def _to_pil(image):
                     f"got {type(image).__name__}")
 
 
+def _chw(im) -> np.ndarray:
+    """RGB PIL image (W x H) -> its pixels as a C-contiguous float32 (3, H, W), 0..255."""
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1),
+                                dtype=np.float32)
+
+
 def _check_size(name, v):
     if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
@@ -157,7 +163,7 @@ class ImageNetTransform(_Transform):
         im = center_crop(resize_shorter(im, self.resize, self.interpolation), self.crop)
         # uint8 (S, S, 3) -> (3, S, S) in 0..1, then per channel (x - mean) / std, in float32
         # as torchvision's ToTensor / convert_image_dtype and Normalize compute it
-        x = np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32)
+        x = _chw(im)
         x /= np.float32(255)
         x -= self.mean
         x /= self.std
@@ -189,7 +195,7 @@ class LiteTransform(_Transform):
         left, top, side = self.crop_box(*im.size)
         im = im.crop((left, top, left + side, top + side))
         im = im.resize((self.size, self.size), _resample(self.interpolation))
-        x = np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32)
+        x = _chw(im)
         # TensorFlow's MEAN_RGB 127 and STDDEV_RGB 128: pixels land in [-127/128, 1]
         x -= np.float32(127)
         x /= np.float32(128)

@@ -12,4 +12,4 @@ from .linear import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .grouped_linear import *  # noqa: F401,F403
-from .same_padding import *  # noqa: F401,F403
+from .same_pad import *  # noqa: F401,F403

@@ -22,7 +22,7 @@ size and dropout of each (:data:`EFFICIENTNET_LITE_PARAMS`)::
 
 Everything else is what TensorFlow-trained weights need: every convolution pads with
 TensorFlow's "SAME" rule (``padding="same"``: for stride 2 the extra row and column of
-zeros at the bottom and right, see :mod:`tinymobilenet.functional.same_padding`);
+zeros at the bottom and right, see :mod:`tinymobilenet.functional.same_pad`);
 BatchNorm eps 1e-3 and TensorFlow's momentum 0.99, which is PyTorch's 0.01; stochastic
 depth with the rate growing linearly to 0.2 (TensorFlow's ``survival_prob=0.8``); the
 input is ``(x - 127) / 128`` on 0..255 pixels (:func:`tinymobilenet.data.lite_transform`).

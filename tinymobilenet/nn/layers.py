@@ -66,7 +66,7 @@ class Conv2d(Module):
 
     ``padding="same"`` is TensorFlow's SAME padding: Ho = ceil(H / stride), with the odd
     row/column of zeros (if any) at the bottom/right, what TF-trained weights expect
-    (:mod:`tinymobilenet.functional.same_padding`). For stride 1 and odd K it equals
+    (:mod:`tinymobilenet.functional.same_pad`). For stride 1 and odd K it equals
     ``padding=(K - 1) // 2``; for stride 2 on even sizes no integer padding does.
 
     The kernel is chosen from the shape: groups == C_in == C_out runs the depthwise kernel,
