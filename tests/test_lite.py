@@ -370,3 +370,15 @@ def test_macs_and_params_agree_with_torch_flop_counter(name):
     s = count.summary(models.get_model(name), (1, 3, res, res))
     assert s.total_flops == flops.get_total_flops()
     assert s.total_params == sum(p.numel() for p in ref.parameters())
+
+
+def test_options_and_errors_name_the_model():
+    model = models.get_model("efficientnet_lite1", num_classes=5, in_channels=1, seed=3)
+    assert model.name == "efficientnet_lite1" and model.features[0][0].in_channels == 1
+    assert model.eval()(np.zeros((1, 1, 24, 24), np.float32)).shape == (1, 5)
+    with pytest.raises(ValueError, match="efficientnet_lite0: dropout"):
+        models.efficientnet_lite0(dropout=1.0)
+    with pytest.raises(TypeError, match="width_mult"):          # scaled by name, like B0..B7
+        models.get_model("efficientnet_lite0", width_mult=0.5)
+    with pytest.raises(ValueError, match=r"efficientnet_lite0: expected input \(N, 3, H, W\)"):
+        models.efficientnet_lite0()(np.zeros((1, 1, 32, 32), np.float32))

@@ -167,28 +167,29 @@ class EfficientNet(ImageClassifier):
                                 nn.Linear(head, num_classes, rng=rng)], rng, linear="uniform")
 
 
-def _efficientnet(name, num_classes, dropout, stochastic_depth_prob, seed, rng, in_channels):
-    width, depth, _, _ = EFFICIENTNET_PARAMS[name]
-    norm = _NORM_LARGE if name in ("efficientnet_b5", "efficientnet_b6",
-                                   "efficientnet_b7") else _NORM_SMALL
-    return EfficientNet(width, depth, num_classes, dropout, stochastic_depth_prob, name=name,
-                        in_channels=in_channels, rng=rng, seed=seed, **norm)
-
-
-def _factory(name, params):
-    """The public factory ``name`` with the model's own dropout as its default."""
-    width, depth, resolution, default_dropout = EFFICIENTNET_PARAMS[name]
+def scaled_factory(name, table, model_class, doc, **options):
+    """The public factory ``name`` of a scaled EfficientNet: ``table[name]`` gives its
+    (width, depth, resolution, dropout), the dropout being the factory's default, and
+    ``model_class(width, depth, ..., **options)`` builds it. Shared by B0..B7 and Lite0..4."""
+    width, depth, _, default_dropout = table[name]
 
     def factory(num_classes=1000, dropout=default_dropout, stochastic_depth_prob=0.2, *,
                 seed=0, rng=None, in_channels=3):
-        return _efficientnet(name, num_classes, dropout, stochastic_depth_prob, seed, rng,
-                             in_channels)
+        return model_class(width, depth, num_classes, dropout, stochastic_depth_prob,
+                           name=name, in_channels=in_channels, rng=rng, seed=seed, **options)
 
     factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = (f"EfficientNet-{name[-2:].upper()} (width {width}, depth {depth}, "
-                       f"{resolution} px, dropout {default_dropout}): {params} trainable "
-                       f"parameters, torchvision's ``{name}``.")
+    factory.__doc__ = doc
     return factory
+
+
+def _factory(name, params):
+    width, depth, resolution, dropout = EFFICIENTNET_PARAMS[name]
+    norm = _NORM_LARGE if name in ("efficientnet_b5", "efficientnet_b6",
+                                   "efficientnet_b7") else _NORM_SMALL
+    doc = (f"EfficientNet-{name[-2:].upper()} (width {width}, depth {depth}, {resolution} px, "
+           f"dropout {dropout}): {params} trainable parameters, torchvision's ``{name}``.")
+    return scaled_factory(name, EFFICIENTNET_PARAMS, EfficientNet, doc, **norm)
 
 
 efficientnet_b0 = _factory("efficientnet_b0", "5,288,548")

@@ -39,7 +39,7 @@ C*K*K; it only sets the scale of untrained weights).
 from __future__ import annotations
 
 from .. import nn
-from .efficientnet import EfficientNet
+from .efficientnet import EfficientNet, scaled_factory
 
 __all__ = ["EfficientNetLite", "EFFICIENTNET_LITE_PARAMS", "efficientnet_lite0",
            "efficientnet_lite1", "efficientnet_lite2", "efficientnet_lite3",
@@ -73,21 +73,12 @@ class EfficientNetLite(EfficientNet):
 
 
 def _factory(name, published):
-    """The public factory ``name`` with the variant's own dropout as its default."""
-    width, depth, resolution, default_dropout = EFFICIENTNET_LITE_PARAMS[name]
-
-    def factory(num_classes=1000, dropout=default_dropout, stochastic_depth_prob=0.2, *,
-                seed=0, rng=None, in_channels=3):
-        return EfficientNetLite(width, depth, num_classes, dropout, stochastic_depth_prob,
-                                name=name, in_channels=in_channels, rng=rng, seed=seed)
-
-    factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = (
-        f"EfficientNet-Lite{name[-1]}, TensorFlow's edge variant (width {width}, depth "
-        f"{depth}, {resolution} px, dropout {default_dropout}); {published} in TensorFlow's "
-        f"release table. Input: (N, 3, {resolution}, {resolution}) images preprocessed "
-        f"with ``data.lite_transform({resolution})``; output (N, num_classes) logits.")
-    return factory
+    width, depth, resolution, dropout = EFFICIENTNET_LITE_PARAMS[name]
+    doc = (f"EfficientNet-Lite{name[-1]}, TensorFlow's edge variant (width {width}, depth "
+           f"{depth}, {resolution} px, dropout {dropout}); {published} in TensorFlow's release "
+           f"table. Input: (N, 3, {resolution}, {resolution}) images preprocessed with "
+           f"``data.lite_transform({resolution})``; output (N, num_classes) logits.")
+    return scaled_factory(name, EFFICIENTNET_LITE_PARAMS, EfficientNetLite, doc)
 
 
 # the published sizes are the TensorFlow README's (tensorflow/tpu, efficientnet/lite)
