@@ -128,6 +128,7 @@ def test_depthwise_forward_equals_scipy_correlate_per_channel(H, W, K, s):
     np.testing.assert_allclose(layer(x), ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("N,C,Co,G,H,W,K,s", CASES)
 def test_against_torch_pad_then_conv2d(N, C, Co, G, H, W, K, s):
     """Oracle 3 (optional): torch.nn.functional.pad with TensorFlow's amounts, then
