@@ -31,3 +31,4 @@ from .stochastic_depth import *  # noqa: F401,F403
 from .squeeze_excitation import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .grouped_linear import *  # noqa: F401,F403
+from .same_pad import *  # noqa: F401,F403

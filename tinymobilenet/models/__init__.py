@@ -4,6 +4,7 @@
     mobilenet_v2(width_mult)                      torchvision's MobileNetV2
     mobilenet_v3_small(width_mult), mobilenet_v3_large(width_mult)
     efficientnet_b0() ... efficientnet_b7()       torchvision's EfficientNet-B*
+    efficientnet_lite0() ... efficientnet_lite4() TensorFlow's EfficientNet-Lite (SAME padding)
     dense.mobilenet(input_dim), dense.efficientnet(input_dim)   1-D feature-vector variants
 
 The image models from V2 on have exactly torchvision's state-dict keys, order and shapes,
@@ -20,6 +21,9 @@ from .efficientnet import (EFFICIENTNET_PARAMS, EFFICIENTNET_STAGES, EfficientNe
                            compound_scaling, efficientnet_b0, efficientnet_b1, efficientnet_b2,
                            efficientnet_b3, efficientnet_b4, efficientnet_b5, efficientnet_b6,
                            efficientnet_b7)
+from .efficientnet_lite import (EFFICIENTNET_LITE_PARAMS, EfficientNetLite, efficientnet_lite0,
+                                efficientnet_lite1, efficientnet_lite2, efficientnet_lite3,
+                                efficientnet_lite4)
 from .fold import fold_batchnorm
 from .mobilenet_v1 import MobileNetV1, mobilenet_v1
 from .mobilenet_v2 import MobileNetV2, mobilenet_v2
@@ -40,6 +44,11 @@ _IMAGE_FACTORIES = {
     "efficientnet_b5": efficientnet_b5,
     "efficientnet_b6": efficientnet_b6,
     "efficientnet_b7": efficientnet_b7,
+    "efficientnet_lite0": efficientnet_lite0,
+    "efficientnet_lite1": efficientnet_lite1,
+    "efficientnet_lite2": efficientnet_lite2,
+    "efficientnet_lite3": efficientnet_lite3,
+    "efficientnet_lite4": efficientnet_lite4,
 }
 # feature-vector models: (N, input_dim) -> (N, num_classes or last width); need input_dim
 _DENSE_FACTORIES = {
@@ -80,5 +89,7 @@ __all__ = [
     "EfficientNet", "EFFICIENTNET_PARAMS", "EFFICIENTNET_STAGES", "compound_scaling",
     "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
     "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
+    "EfficientNetLite", "EFFICIENTNET_LITE_PARAMS", "efficientnet_lite0", "efficientnet_lite1",
+    "efficientnet_lite2", "efficientnet_lite3", "efficientnet_lite4",
     "dense", "load_weights", "save_weights", "WeightsMismatchError", "fold_batchnorm",
 ]
