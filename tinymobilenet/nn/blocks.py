@@ -154,6 +154,12 @@ class StochasticDepth(Module):
     def extra_repr(self):
         return f"p={self.p}"
 
+    @property
+    def mask(self):
+        """The per-sample mask (N, 1, ...) of the last forward: 0 for a dropped branch,
+        1/(1-p) for a kept one; None when that forward was the identity (eval, p = 0)."""
+        return self._cached(self._mask, "mask")[0]
+
     def forward(self, x):
         y, mask = F.stochastic_depth_forward(x, self.p, self.training, self.rng)
         self._mask = (mask,)                     # a tuple: None is a valid (eval) mask
