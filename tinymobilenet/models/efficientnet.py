@@ -41,6 +41,7 @@ import math
 
 from .. import nn
 from ._common import ImageClassifier, check_options
+from .pretrained import weights_entry, weights_names, with_weights
 
 __all__ = ["EfficientNet", "EFFICIENTNET_PARAMS", "EFFICIENTNET_STAGES", "compound_scaling",
            "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
@@ -160,14 +161,21 @@ def _factory(name, params):
     width, depth, resolution, default_dropout = EFFICIENTNET_PARAMS[name]
 
     def factory(num_classes=1000, dropout=default_dropout, stochastic_depth_prob=0.2, *,
-                seed=0, rng=None, in_channels=3):
-        return _efficientnet(name, num_classes, dropout, stochastic_depth_prob, seed, rng,
-                             in_channels)
+                weights=None, progress=True, seed=0, rng=None, in_channels=3):
+        return with_weights(name, weights, lambda: _efficientnet(
+            name, num_classes, dropout, stochastic_depth_prob, seed, rng, in_channels),
+            progress=progress, num_classes=num_classes, in_channels=in_channels)
 
+    names, default = weights_names(name), weights_entry(name)["name"]
     factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = (f"EfficientNet-{name[-2:].upper()} (width {width}, depth {depth}, "
-                       f"{resolution} px, dropout {default_dropout}): {params} trainable "
-                       f"parameters, torchvision's ``{name}``.")
+    factory.__doc__ = (
+        f"EfficientNet-{name[-2:].upper()} (width {width}, depth {depth}, {resolution} px, "
+        f"dropout {default_dropout}): {params} trainable parameters, torchvision's "
+        f"``{name}``.\n\n    ``weights``: None (random, from ``seed``), "
+        f"{', '.join(repr(n) for n in names)}, 'DEFAULT' (= {default!r}) or a path to a ``.pth``/``.npz`` "
+        f"file; published weights need the default ``num_classes`` and ``in_channels``, "
+        f"are downloaded once into the cache (``progress``: a bar on stderr) and come back "
+        f"in training mode, as torchvision's do: call ``.eval()`` for inference.")
     return factory
 
 
