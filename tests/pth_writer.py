@@ -125,13 +125,14 @@ class _Pickler:
         return bytes(self.out + b".")                          # STOP
 
 
-def _little(base):
-    return np.ascontiguousarray(base, dtype=base.dtype.newbyteorder("<")).tobytes()
+def _raw(base, order="<"):
+    return np.ascontiguousarray(base, dtype=base.dtype.newbyteorder(order)).tobytes()
 
 
-def to_bytes(obj, legacy=False, archive="archive"):
+def to_bytes(obj, legacy=False, archive="archive", byteorder="little"):
     """The bytes ``torch.save(obj, f)`` would write (``legacy``:
-    ``_use_new_zipfile_serialization=False``), tensors given as arrays or :class:`View`."""
+    ``_use_new_zipfile_serialization=False``), tensors given as arrays or :class:`View`.
+    ``byteorder="big"``: a zip archive as a big-endian machine writes it."""
     p = _Pickler(legacy)
     p.dump(obj)
     data = p.finish()
@@ -142,15 +143,15 @@ def to_bytes(obj, legacy=False, archive="archive"):
         out = b"".join(pickle.dumps(x, protocol=2) for x in (MAGIC, PROTOCOL, info))
         out += data + pickle.dumps([k for k, _ in storages], protocol=2)
         for _, base in storages:
-            out += struct.pack("<q", base.size) + _little(base)
+            out += struct.pack("<q", base.size) + _raw(base)
         return out
     import io
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
         z.writestr(f"{archive}/data.pkl", data)
-        z.writestr(f"{archive}/byteorder", "little")
+        z.writestr(f"{archive}/byteorder", byteorder)
         for key, base in storages:
-            z.writestr(f"{archive}/data/{key}", _little(base))
+            z.writestr(f"{archive}/data/{key}", _raw(base, "<" if byteorder == "little" else ">"))
         z.writestr(f"{archive}/version", "3\n")
     return buf.getvalue()
 

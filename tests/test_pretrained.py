@@ -182,6 +182,10 @@ def test_options_the_weights_fix_are_checked_before_any_download(served, env, mo
                                          r"choose DEFAULT \(= IMAGENET1K_V2\), IMAGENET1K_V1, "
                                          r"IMAGENET1K_V2"):
         models.mobilenet_v2(weights="IMAGENET1K_V3")
+    with pytest.raises(ValueError, match="mobilenet_v2 has no weights 'default'; choose"):
+        models.mobilenet_v2(weights="default")                  # not taken for a file name
+    with pytest.raises(FileNotFoundError, match="no such file: nope.pth"):
+        models.mobilenet_v2(weights="nope.pth")
     with pytest.raises(TypeError, match="weights must be None, a name"):
         models.mobilenet_v2(weights=42)
     with pytest.raises(TypeError, match="mobilenet_v1 has no option 'weights'"):
@@ -220,8 +224,10 @@ def test_registry_entries_are_consistent():
         assert sum(e["default"] for e in es) == 1, model
         if model in models.MODEL_NAMES:
             assert "weights" in inspect.signature(getattr(models, model)).parameters
-    # every image model from V2 on has published weights in the table
-    assert set(models.MODEL_NAMES) - set(by_model) == {"mobilenet_v1"}
+    # every torchvision model mirrored here has its published weights in the table
+    torchvision_models = {"mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
+                          *(f"efficientnet_b{i}" for i in range(8))}
+    assert torchvision_models <= set(by_model)
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",

@@ -83,6 +83,17 @@ def test_nested_objects_round_trip(tmp_path, legacy):
     assert sd["w"][1, 0] == -1.0
 
 
+def test_big_endian_archive(tmp_path):
+    """A zip written on a big-endian machine says so in its byteorder record."""
+    state = {"f": np.linspace(-2, 3, 7, dtype=np.float32), "i": np.arange(-3, 3),
+             "h": np.array([1.5, -0.25], np.float16)}
+    path = tmp_path / "big.pth"
+    path.write_bytes(pth_writer.to_bytes(state, byteorder="big"))
+    got = pth.load(path)
+    for key, want in state.items():
+        assert got[key].dtype.isnative and same_array(got[key], want), key
+
+
 def test_legacy_storage_view_metadata(tmp_path):
     """A legacy persistent id's sixth field makes the storage a slice of another."""
     base = np.arange(12, dtype=np.float64)

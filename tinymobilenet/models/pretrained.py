@@ -266,7 +266,13 @@ def download(url: str, dest, sha256_prefix: str, *, progress: bool = True,
 
 # ---- weights= on the factories ------------------------------------------------------------
 def _is_name(weights) -> bool:
-    return isinstance(weights, str) and _WEIGHTS_NAME.fullmatch(weights) is not None
+    """A published name ("DEFAULT", "IMAGENET1K_V1"), or a string that cannot be a path
+    to a weights file (no folder, no suffix, no such file: "default", a typo), which then
+    gets the error listing the valid names rather than "no such file"."""
+    if not isinstance(weights, str):
+        return False
+    return _WEIGHTS_NAME.fullmatch(weights) is not None or not (
+        os.path.exists(weights) or "." in weights or "/" in weights or os.sep in weights)
 
 
 def load_pretrained(model, weights, *, progress: bool = True, name_map=None,
@@ -281,14 +287,16 @@ def load_pretrained(model, weights, *, progress: bool = True, name_map=None,
 
 
 def with_weights(name: str, weights, build, *, progress: bool = True, name_map=None,
-                 by_order: bool = False, **options):
+                 by_order: bool = False, required=None, **options):
     """What every factory with published weights does with ``weights=``:
 
     - None: ``build()`` (random weights, as without the argument);
     - a published name: check that ``options`` (``num_classes``, ``width_mult``,
       ``in_channels`` as given to the factory) have the values the weights were trained
-      with (:data:`PRETRAINED_OPTIONS`; torchvision refuses others too), fetch and verify
-      the file *before* building, then ``build()`` and load it;
+      with (``required``, by default :data:`PRETRAINED_OPTIONS`; torchvision refuses
+      others too), fetch and verify the file *before* building, then ``build()`` and load
+      it (renamed first by ``name_map`` / ``by_order`` if the file uses another
+      implementation's names);
     - a path (any other string or ``os.PathLike``): ``build()`` and load that file
       (its shapes must fit the options).
 
@@ -297,10 +305,11 @@ def with_weights(name: str, weights, build, *, progress: bool = True, name_map=N
     """
     if weights is None:
         return build()
+    required = PRETRAINED_OPTIONS if required is None else required
     if _is_name(weights):
         weights_entry(name, weights)                 # an unknown name: say so first
         for option, value in options.items():
-            want = PRETRAINED_OPTIONS[option]
+            want = required[option]
             if value != want:
                 raise ValueError(
                     f"{name}: the {weights!r} weights were trained with {option}={want!r}, "
