@@ -60,14 +60,16 @@ records what it was given (tensor rebuilds return a placeholder; storage types a
 are inert records). Every other global raises :class:`UnsafeCheckpointError` naming it,
 before anything is called. Persistent ids are checked field by field, and every tensor's
 offset, shape and strides are checked against its storage's size before NumPy sees them,
-so a hostile view cannot read outside its storage either.
+so a hostile view cannot read outside its storage either. Each pickle is first decoded
+once without being run (``pickletools.genops``), which checks every length field against
+the bytes really there: a corrupt file is then one clear error, not a huge allocation.
 
 What comes back
 ---------------
 Tensors become NumPy arrays with the stored dtype (float32, float16, float64, int64,
 int32, int16, int8, uint8, bool, uint16/32/64, complex64/128), shape and strides. Tensors
-viewing one storage share its memory as they do in torch (one writable copy of each
-storage's bytes, read from the file once). bfloat16 has no NumPy dtype: its values are
+viewing one storage share its memory as they do in torch (each storage's bytes are read
+from the file once, into a writable buffer). bfloat16 has no NumPy dtype: its values are
 returned exactly as float32 (a bfloat16 is the top half of a float32). Dtypes NumPy
 cannot hold (float8, quantized, complex32) are refused with an error naming them.
 """
@@ -294,6 +296,8 @@ class Unpickler(pickle.Unpickler):
         storage_type, key, _location, numel = pid[1], _text(pid[2]), pid[3], pid[4]
         if not isinstance(storage_type, StorageType):
             raise CheckpointFormatError(f"storage type {_short(storage_type)}")
+        if not isinstance(key, str):
+            raise CheckpointFormatError(f"storage key {_short(key)} is not a string")
         dtype, numel = storage_type.dtype, _int(numel, "storage size")
         if numel < 0:
             raise CheckpointFormatError(f"storage {key!r} has negative size {numel}")
