@@ -41,6 +41,7 @@ import math
 
 from .. import nn
 from ._common import ImageClassifier, check_options
+from .pretrained import weights_entry, weights_names, with_weights
 
 __all__ = ["EfficientNet", "EFFICIENTNET_PARAMS", "EFFICIENTNET_STAGES", "compound_scaling",
            "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
@@ -167,19 +168,34 @@ class EfficientNet(ImageClassifier):
                                 nn.Linear(head, num_classes, rng=rng)], rng, linear="uniform")
 
 
-def scaled_factory(name, table, model_class, doc, **options):
+def scaled_factory(name, table, model_class, doc, weights_options=None, **options):
     """The public factory ``name`` of a scaled EfficientNet: ``table[name]`` gives its
     (width, depth, resolution, dropout), the dropout being the factory's default, and
-    ``model_class(width, depth, ..., **options)`` builds it. Shared by B0..B7 and Lite0..4."""
+    ``model_class(width, depth, ..., **options)`` builds it. Shared by B0..B7 and Lite0..4.
+    ``weights_options`` (e.g. ``{"by_order": True}``) tell ``pretrained.with_weights`` how
+    a published checkpoint's names map onto the model's."""
     width, depth, _, default_dropout = table[name]
 
     def factory(num_classes=1000, dropout=default_dropout, stochastic_depth_prob=0.2, *,
-                seed=0, rng=None, in_channels=3):
-        return model_class(width, depth, num_classes, dropout, stochastic_depth_prob,
-                           name=name, in_channels=in_channels, rng=rng, seed=seed, **options)
+                weights=None, progress=True, seed=0, rng=None, in_channels=3):
+        def build():
+            return model_class(width, depth, num_classes, dropout, stochastic_depth_prob,
+                               name=name, in_channels=in_channels, rng=rng, seed=seed,
+                               **options)
+        return with_weights(name, weights, build, progress=progress, num_classes=num_classes,
+                            in_channels=in_channels, **(weights_options or {}))
 
     factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = doc
+    try:
+        names, default = weights_names(name), weights_entry(name)["name"]
+        about = (f"{', '.join(repr(n) for n in names)}, 'DEFAULT' (= {default!r}) or a path "
+                 f"to a ``.pth``/``.npz`` file; published weights need the default "
+                 f"``num_classes`` and ``in_channels``, are fetched once into the cache "
+                 f"(``progress``: a bar on stderr) and come back in training mode, as "
+                 f"torchvision's do: call ``.eval()`` for inference.")
+    except ValueError:                              # no published weights for this one
+        about = "or a path to a ``.pth``/``.npz`` file of this architecture."
+    factory.__doc__ = f"{doc}\n\n    ``weights``: None (random, from ``seed``), {about}"
     return factory
 
 

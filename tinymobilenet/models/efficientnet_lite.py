@@ -78,7 +78,10 @@ def _factory(name, published):
            f"{depth}, {resolution} px, dropout {dropout}); {published} in TensorFlow's release "
            f"table. Input: (N, 3, {resolution}, {resolution}) images preprocessed with "
            f"``data.lite_transform({resolution})``; output (N, num_classes) logits.")
-    return scaled_factory(name, EFFICIENTNET_LITE_PARAMS, EfficientNetLite, doc)
+    # a published checkpoint uses another implementation's names: mapped by order, every
+    # shape checked (see models.port_state_dict)
+    return scaled_factory(name, EFFICIENTNET_LITE_PARAMS, EfficientNetLite, doc,
+                          weights_options={"by_order": True})
 
 
 # the published sizes are the TensorFlow README's (tensorflow/tpu, efficientnet/lite)
