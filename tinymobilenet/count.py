@@ -35,9 +35,9 @@ How other counters differ (most print MACs under the name "FLOPs"):
              (BatchNorm, Linear) add N x params; parameter-free ops count zero.
   here       MACs exactly as the papers count them; everything else apart.
 
-The counter walks the model once with an input of the given size, replacing every known
-layer's kernel by its output shape (Conv2d.output_shape and friends): no convolution is
-run and no backward, so even EfficientNet-B7 at 600 x 600 is counted in a moment.
+The counter walks the model with shapes only (``Module.trace``: each layer's
+``output_shape``, each block routing shapes as its forward routes arrays): no convolution
+is run and no backward, so even EfficientNet-B7 at 600 x 600 is counted in a moment.
 
 Usage: python -m tinymobilenet.count --alpha 0.5
 """
@@ -279,33 +279,6 @@ def _conv_kind(m, parent):
     return f"conv {K}x{K}"
 
 
-def _leaf_shape(m, shape):
-    """Output shape of a known leaf for an input of ``shape``, or None if unknown.
-    Raises the layer's own clear error for an input it would refuse."""
-    if isinstance(m, nn.Conv2d):
-        if len(shape) != 4 or shape[1] != m.in_channels:
-            raise ValueError(f"{m._label()}: expected input (N, {m.in_channels}, H, W), "
-                             f"got {tuple(shape)}")
-        return m.output_shape(shape)
-    if isinstance(m, (nn.Linear, nn.GroupedLinear)):
-        if len(shape) != 2 or shape[1] != m.in_features:
-            raise ValueError(f"{m._label()}: expected input (N, {m.in_features}), "
-                             f"got {tuple(shape)}")
-        return (shape[0], m.out_features)
-    if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
-        if shape[1] != m.num_features:
-            raise ValueError(f"{m._label()}: expected {m.num_features} channels, "
-                             f"got input {tuple(shape)}")
-        return tuple(shape)
-    if isinstance(m, nn.GlobalAvgPool2d):
-        return (shape[0], shape[1]) if m.flatten else (shape[0], shape[1], 1, 1)
-    if isinstance(m, nn.Flatten):
-        return (shape[0], int(np.prod(shape[1:])))
-    if isinstance(m, _ACTIVATIONS + _NO_OP):
-        return tuple(shape)
-    return None
-
-
 def _leaf_cost(row, m, parent, in_shape, out_shape):
     """Fill ``row``'s kind, macs, other ops and conv geometry for leaf ``m``."""
     out_elems = int(np.prod(out_shape))
@@ -358,105 +331,61 @@ def _own_cost(row, m, in_shape, out_shape):
         row.other_kind = "residual add"
 
 
-def _container_shapes(m, x):
-    """The forward of the blocks that compute something themselves, with that computation
-    (a mean, a product, a sum) replaced by its output shape; their children still run, so
-    they are counted. None for any other container, whose own forward then runs (it only
-    routes arrays between children). ``run_kernels=True`` checks this against the real
-    forwards (tests/test_count.py)."""
-    if isinstance(m, nn.SqueezeExcitation):
-        pooled = np.zeros(x.shape[:2] + (1, 1), x.dtype)
-        m.scale_activation(m.fc2(m.activation(m.fc1(pooled))))
-        return np.zeros(x.shape, x.dtype)
-    if isinstance(m, nn.DenseSqueezeExcitation):
-        m.scale_activation(m.fc2(m.activation(m.fc1(x))))
-        return np.zeros(x.shape, x.dtype)
-    if isinstance(m, nn.InvertedResidual):
-        y = m._body(x)
-        return m._skip(y) if m.use_res_connect and m._skip is not None else y
-    return None
+class _Counter:
+    """The tracer of :meth:`Module.trace`: one :class:`LayerCount` per module, in the
+    order forward calls them, filled from the shapes each module sees."""
 
+    def __init__(self, model):
+        self.names = {id(m): n for n, m in model.named_modules()}
+        self.parents = {id(c): m for m in model.modules() for c in m.children()}
+        self.rows, self.open = [], []
 
-def _fold(model):
-    try:
-        from .models import fold_batchnorm
-    except ImportError:
-        raise RuntimeError("counting with BatchNorm folded needs "
-                           "tinymobilenet.models.fold_batchnorm, which is not available "
-                           "in this version") from None
-    return fold_batchnorm(model)
+    def enter(self, m, shape):
+        name = self.names.get(id(m), "")
+        row = LayerCount(name or type(m).__name__, type(m).__name__,
+                         0 if name == "" else name.count(".") + 1, (),
+                         params=sum(p.data.size for p in m._parameters.values() if p is not None),
+                         buffers=sum(np.size(getattr(m, b)) for b in m._buffers),
+                         is_leaf=not m._modules)
+        self.rows.append(row)
+        self.open.append(row)
+
+    def exit(self, m, shape, out):
+        row = self.open.pop()
+        row.output_shape = out
+        if row.is_leaf:
+            _leaf_cost(row, m, self.parents.get(id(m)), shape, out)
+        else:
+            _own_cost(row, m, shape, out)
 
 
 def summary(model, input_size=(1, 3, 224, 224), *, fold_bn: bool = False,
-            run_kernels: bool = False, title: str | None = None) -> Summary:
+            title: str | None = None) -> Summary:
     """Count ``model`` for an input of ``input_size`` ((N, C, H, W) for image models,
-    (N, features) for the dense ones); returns a
-    :class:`Summary` with one :class:`LayerCount` per module, in forward order.
+    (N, features) for the dense ones); returns a :class:`Summary` with one
+    :class:`LayerCount` per module, in forward order.
 
-    The model is walked once in eval mode with a zero input; every known layer returns a
-    zero array of its output shape instead of running its kernel (``run_kernels=True``
-    runs the real forward instead, which gives the same counts and checks the shapes).
-    Nothing is run backward, no parameter changes. ``fold_bn=True`` counts
-    ``models.fold_batchnorm(model)`` instead (see the module docstring).
+    The model is walked by :meth:`Module.trace`: every module maps the input shape to its
+    output shape the way its forward would, and the counter reads each layer's work off
+    those shapes. No kernel runs, no parameter changes; a wrong input size gets the
+    error the first layer that refuses it would raise. A model fused for speed
+    (``nn.fuse_batchnorm_activation``) is counted as its layers apart. ``fold_bn=True``
+    counts ``models.fold_batchnorm(model)`` instead (see the module docstring).
     """
     input_size = tuple(int(v) for v in input_size)
     if not input_size or min(input_size) < 1:
         raise ValueError(f"summary: input_size must be a shape of positive integers such as "
                          f"(N, C, H, W) or (N, features), got {input_size}")
     if fold_bn:
-        model = _fold(model)
-    modules = dict(model.named_modules())
-    rows, depth_of = [], {}
-    patched = []
-
-    def patch(name, m, parent):
-        depth = 0 if name == "" else name.count(".") + 1
-        leaf = not m._modules
-        fwd = m.forward
-
-        def hook(x):
-            row = LayerCount(name or type(m).__name__, type(m).__name__, depth, (),
-                             params=sum(p.data.size for p in m._parameters.values()
-                                        if p is not None),
-                             buffers=sum(np.size(getattr(m, b)) for b in m._buffers),
-                             is_leaf=leaf)
-            rows.append(row)
-            y = None
-            if not run_kernels and leaf:
-                shape = _leaf_shape(m, x.shape)
-                y = None if shape is None else np.zeros(shape, x.dtype)
-            elif not run_kernels:
-                y = _container_shapes(m, x)
-            if y is None:
-                y = fwd(x)
-            row.output_shape = tuple(int(v) for v in y.shape)
-            if leaf:
-                _leaf_cost(row, m, parent, x.shape, y.shape)
-            else:
-                _own_cost(row, m, x.shape, y.shape)
-            return y
-
-        object.__setattr__(m, "forward", hook)
-        patched.append(m)
-
-    for name, m in modules.items():
-        parent = modules.get(name.rsplit(".", 1)[0] if "." in name else "") if name else None
-        patch(name, m, parent)
-    was_training = model.training
-    model.eval()
-    try:
-        params = model.parameters()
-        dtype = params[0].data.dtype if params else np.float32
-        with nn.unfused(model):        # a fused model counts as its layers apart
-            model(np.zeros(input_size, dtype=dtype))
-    finally:
-        for m in patched:
-            m.__dict__.pop("forward", None)
-        model.train(was_training)
-    s = Summary(rows, input_size, title or type(model).__name__)
+        from .models import fold_batchnorm
+        model = fold_batchnorm(model)
+    with nn.unfused(model):
+        counter = _Counter(model)
+        model.trace(input_size, counter)
+    s = Summary(counter.rows, input_size, title or type(model).__name__)
     missing = model.num_parameters() - s.total_params
-    if missing:          # modules the forward never called still own parameters
-        rows.append(LayerCount("(not called by forward)", "-", 1, (), params=missing))
+    if missing:          # modules the forward never calls still own parameters
+        counter.rows.append(LayerCount("(not called by forward)", "-", 1, (), params=missing))
     return s
 
 
@@ -673,10 +602,6 @@ def render(s: Summary, fmt="table", per_layer=False) -> str:
 # command line
 # ---------------------------------------------------------------------------------------
 
-# torchvision's / the papers' evaluation sizes where they are not 224
-_RESOLUTION = {"efficientnet_b1": 240, "efficientnet_b2": 260, "efficientnet_b3": 300,
-               "efficientnet_b4": 380, "efficientnet_b5": 456, "efficientnet_b6": 528,
-               "efficientnet_b7": 600}
 MAX_ALPHA = 4.0          # the papers use 0.25 ... 1.4; 4 keeps the weights in memory
 MAX_RESOLUTION = 2048
 MAX_CLASSES = 100_000     # the classifier's weights are built, so keep them in memory
@@ -684,22 +609,17 @@ MAX_CLASSES = 100_000     # the classifier's weights are built, so keep them in 
 
 def _models():
     from . import models
-    names = list(getattr(models, "MODEL_NAMES", ["mobilenet_v1"]))
-    get = getattr(models, "get_model", None)
-    if get is None:
-        def get(name, **kwargs):
-            return getattr(models, name)(**kwargs)
-    return names, get, models
+    return list(models.MODEL_NAMES), models.get_model, models
 
 
 def default_resolution(name: str) -> int:
-    """The input size a model is meant for: 224, EfficientNet-B1..B7 and -Lite1..4 their own."""
-    _, _, models = _models()
-    for table in ("EFFICIENTNET_PARAMS", "EFFICIENTNET_LITE_PARAMS"):
-        table = getattr(models, table, None)
-        if table and name in table:
+    """The input size a model is meant for: 224, EfficientNet-B1..B7 and -Lite1..4 their
+    own (the third column of their tables)."""
+    from . import models
+    for table in (models.EFFICIENTNET_PARAMS, models.EFFICIENTNET_LITE_PARAMS):
+        if name in table:
             return int(table[name][2])
-    return _RESOLUTION.get(name, 224)
+    return 224
 
 
 def _width_kwarg(factory):

@@ -111,6 +111,12 @@ class ImageClassifier(nn.Module):
                        dtype=self.features[0][0].weight.data.dtype)
         return self.classifier(self.flatten(self.avgpool(self.features(x))))
 
+    def _trace(self, shape, tracer):
+        s = nn.check_shape(self.name, shape, self.in_channels)
+        for m in (self.features, self.avgpool, self.flatten, self.classifier):
+            s = m.trace(s, tracer)
+        return s
+
     def backward(self, dy):
         return self.features.backward(self.avgpool.backward(
             self.flatten.backward(self.classifier.backward(dy))))

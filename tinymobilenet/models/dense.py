@@ -85,6 +85,12 @@ class _DenseNet(nn.Module):
                        dtype=self.stem[0].weight.data.dtype)
         return self.head(self.blocks(self.stem(x)))
 
+    def _trace(self, shape, tracer):
+        s = nn.check_shape(self.name, shape, self.input_dim, 2, "N, {C}")
+        for m in (self.stem, self.blocks, self.head):
+            s = m.trace(s, tracer)
+        return s
+
     def backward(self, dy):
         return self.stem.backward(self.blocks.backward(self.head.backward(dy)))
 

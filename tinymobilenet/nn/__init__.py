@@ -6,7 +6,8 @@ which stores dL/dparam in each parameter's ``.grad``.
 
 from .module import DEFAULT_DTYPE, Module, Parameter, Sequential
 from .layers import (BatchNorm1d, BatchNorm2d, Conv2d, DepthwiseConv2d, Dropout, Flatten,
-                     GlobalAvgPool2d, Identity, Linear, PointwiseConv2d, check_input, make_rng)
+                     GlobalAvgPool2d, Identity, Linear, PointwiseConv2d, check_input, check_shape,
+                     make_rng)
 from .activations import (ACTIVATIONS, HardSigmoid, Hardsigmoid, HardSwish, Hardswish, ReLU,
                           ReLU6, Sigmoid, SiLU, get_activation)
 from .loss import CrossEntropyLoss
@@ -25,5 +26,5 @@ __all__ = [
     "ReLU", "ReLU6", "Sigmoid", "HardSigmoid", "HardSwish", "SiLU", "Hardsigmoid", "Hardswish",
     "ACTIVATIONS", "get_activation", "CrossEntropyLoss",
     "Conv2dNormActivation", "DepthwiseSeparable", "SqueezeExcitation", "InvertedResidual",
-    "MBConv", "StochasticDepth", "make_divisible", "check_input", "make_rng",
+    "MBConv", "StochasticDepth", "make_divisible", "check_input", "check_shape", "make_rng",
 ]

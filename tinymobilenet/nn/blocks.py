@@ -16,7 +16,7 @@ from __future__ import annotations
 from .. import functional as F
 from .activations import HardSigmoid, ReLU, ReLU6, Sigmoid, SiLU, get_activation
 from .layers import (BatchNorm2d, Conv2d, DepthwiseConv2d, PointwiseConv2d, check_input,
-                     make_rng)
+                     check_shape, make_rng)
 from .module import Module, Sequential
 
 __all__ = ["Conv2dNormActivation", "DepthwiseSeparable", "SqueezeExcitation",
@@ -94,6 +94,9 @@ class DepthwiseSeparable(Module):
     def forward(self, x):
         return self.pointwise(self.depthwise(x))
 
+    def _trace(self, shape, tracer):
+        return self.pointwise.trace(self.depthwise.trace(shape, tracer), tracer)
+
     def backward(self, dy):
         return self.depthwise.backward(self.pointwise.backward(dy))
 
@@ -128,6 +131,13 @@ class SqueezeExcitation(Module):
         self._cache = (pool_cache, excite_cache)
         return y
 
+    def _trace(self, shape, tracer):
+        N, C, _, _ = check_shape(self._label(), shape, self.input_channels)
+        s = self.fc1.trace((N, C, 1, 1), tracer)                    # on the pooled (N, C, 1, 1)
+        for m in (self.activation, self.fc2, self.scale_activation):
+            s = m.trace(s, tracer)
+        return shape                                                # x * gate
+
     def backward(self, dy):
         pool_cache, excite_cache = self._cached(self._cache)
         dx, dscale = F.excite_backward(dy, excite_cache)                    # the product's path
@@ -159,6 +169,9 @@ class StochasticDepth(Module):
         """The per-sample mask (N, 1, ...) of the last forward: 0 for a dropped branch,
         1/(1-p) for a kept one; None when that forward was the identity (eval, p = 0)."""
         return self._cached(self._mask, "mask")[0]
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
 
     def forward(self, x):
         y, mask = F.stochastic_depth_forward(x, self.p, self.training, self.rng)
@@ -241,6 +254,13 @@ class InvertedResidual(Module):
             if self._skip is not None:
                 y = self._skip(y)
             y = y + x
+        return y
+
+    def _trace(self, shape, tracer):
+        check_shape(self._label(), shape, self.in_channels)
+        y = self._body.trace(shape, tracer)
+        if self.use_res_connect and self._skip is not None:
+            y = self._skip.trace(y, tracer)
         return y
 
     def backward(self, dy):

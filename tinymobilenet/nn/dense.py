@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import functional as F
 from .activations import ReLU6, Sigmoid, SiLU, get_activation
-from .layers import BatchNorm1d, Linear, _uniform, check_input, make_rng
+from .layers import BatchNorm1d, Linear, _uniform, check_input, check_shape, make_rng
 from .module import Module, Parameter, Sequential
 
 __all__ = ["GroupedLinear", "DenseSqueezeExcitation", "DenseDepthwiseSeparable",
@@ -78,6 +78,11 @@ class GroupedLinear(Module):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"groups={self.groups}" + ("" if self.bias is not None else ", bias=False"))
 
+    def output_shape(self, input_shape):
+        """(N, out_features) for an input (N, in_features)."""
+        N, _ = check_shape(self._label(), input_shape, self.in_features, 2, "N, {C}")
+        return (N, self.out_features)
+
     def forward(self, x):
         check_input(self._label(), x, self.in_features, ndim=2,
                     dtype=self.weight.data.dtype, axes="N, {C}")
@@ -124,6 +129,12 @@ class DenseSqueezeExcitation(Module):
 
     def _label(self):
         return f"DenseSqueezeExcitation({self.input_features}->{self.squeeze_features})"
+
+    def _trace(self, shape, tracer):
+        s = check_shape(self._label(), shape, self.input_features, 2, "N, {C}")
+        for m in (self.fc1, self.activation, self.fc2, self.scale_activation):
+            s = m.trace(s, tracer)
+        return shape                                                # x * gate
 
     def forward(self, x):
         check_input(self._label(), x, self.input_features, ndim=2,
@@ -202,6 +213,10 @@ class DenseMBConv(Module):
     def _label(self):
         return (f"DenseMBConv({self.in_features}->{self.expanded_features}->"
                 f"{self.out_features})")
+
+    def _trace(self, shape, tracer):
+        check_shape(self._label(), shape, self.in_features, 2, "N, {C}")
+        return self.block.trace(shape, tracer)
 
     def forward(self, x):
         check_input(self._label(), x, self.in_features, ndim=2, axes="N, {C}")

@@ -21,7 +21,7 @@ __all__ = [
     "Conv2d", "DepthwiseConv2d", "PointwiseConv2d",
     "BatchNorm2d", "BatchNorm1d",
     "Linear", "GlobalAvgPool2d", "Flatten", "Dropout", "Identity",
-    "check_input", "make_rng",
+    "check_input", "check_shape", "make_rng",
 ]
 
 
@@ -34,6 +34,16 @@ def make_rng(rng=None, seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def check_shape(layer: str, shape, channels=None, ndim=4, axes="N, {C}, H, W"):
+    """Raise a clear error if ``shape`` is not of the expected rank and channels, e.g.
+    ``Conv2d(32->64): expected input (N, 32, H, W), got (8, 16, 28, 28)``."""
+    shape = tuple(shape)
+    expected = "(" + axes.format(C=channels if channels is not None else "C") + ")"
+    if len(shape) != ndim or (channels is not None and shape[1] != channels):
+        raise ValueError(f"{layer}: expected input {expected}, got {shape}")
+    return shape
+
+
 def check_input(layer: str, x, channels=None, ndim=4, dtype=None, axes="N, {C}, H, W"):
     """Raise a clear error if ``x`` is not an array of the expected rank, channels, dtype.
 
@@ -42,9 +52,7 @@ def check_input(layer: str, x, channels=None, ndim=4, dtype=None, axes="N, {C}, 
     """
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{layer}: expected a numpy array, got {type(x).__name__}")
-    expected = "(" + axes.format(C=channels if channels is not None else "C") + ")"
-    if x.ndim != ndim or (channels is not None and x.shape[1] != channels):
-        raise ValueError(f"{layer}: expected input {expected}, got {tuple(x.shape)}")
+    check_shape(layer, x.shape, channels, ndim, axes)
     if dtype is not None and x.dtype != dtype:
         raise TypeError(
             f"{layer}: expected input dtype {np.dtype(dtype).name} (the dtype of its "
@@ -139,7 +147,7 @@ class Conv2d(Module):
 
     def output_shape(self, input_shape):
         """(N, C_out, Ho, Wo) for an input of ``input_shape`` (N, C_in, H, W)."""
-        N, C, H, W = input_shape
+        N, C, H, W = check_shape(self._label(), input_shape, self.in_channels)
         K, s, p = self.kernel_size, self.stride, self.padding
         if self.same:
             return (N, self.out_channels, F.same_output_size(H, s), F.same_output_size(W, s))
@@ -248,6 +256,10 @@ class _BatchNorm(Module):
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
+    def output_shape(self, input_shape):
+        """The input's shape, (N, C, H, W) or (N, C) (after checking C)."""
+        return check_shape(self._label(), input_shape, self.num_features, self._ndim, self._axes)
+
     def forward(self, x):
         return self._normalize(x)
 
@@ -310,6 +322,11 @@ class Linear(Module):
         return f"in_features={self.in_features}, out_features={self.out_features}" + (
             "" if self.bias is not None else ", bias=False")
 
+    def output_shape(self, input_shape):
+        """(N, out_features) for an input (N, in_features)."""
+        N, _ = check_shape(self._label(), input_shape, self.in_features, 2, "N, {C}")
+        return (N, self.out_features)
+
     def forward(self, x):
         check_input(self._label(), x, self.in_features, ndim=2,
                     dtype=self.weight.data.dtype, axes="N, {C}")
@@ -337,6 +354,11 @@ class GlobalAvgPool2d(Module):
     def extra_repr(self):
         return "flatten=True" if self.flatten else ""
 
+    def output_shape(self, input_shape):
+        """(N, C) with ``flatten``, else (N, C, 1, 1)."""
+        N, C, _, _ = check_shape(self._label(), input_shape)
+        return (N, C) if self.flatten else (N, C, 1, 1)
+
     def forward(self, x):
         check_input(self._label(), x)
         y, self._cache = F.global_avg_pool_forward(x, keepdims=not self.flatten)
@@ -352,6 +374,10 @@ class Flatten(Module):
     def __init__(self):
         super().__init__()
         self._shape = None
+
+    def output_shape(self, input_shape):
+        """(N, d1*d2*...)."""
+        return (input_shape[0], int(np.prod(input_shape[1:], dtype=np.int64)))
 
     def forward(self, x):
         if not isinstance(x, np.ndarray) or x.ndim < 1:
@@ -379,6 +405,9 @@ class Dropout(Module):
     def extra_repr(self):
         return f"p={self.p}"
 
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
     def forward(self, x):
         y, self._cache = F.dropout_forward(x, self.p, self.training, self.rng)
         self._ran = True
@@ -392,6 +421,9 @@ class Dropout(Module):
 
 class Identity(Module):
     """y = x."""
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
 
     def forward(self, x):
         return x

@@ -12,6 +12,7 @@ result, there is no accumulation across calls).
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Iterator
 
@@ -20,6 +21,9 @@ import numpy as np
 __all__ = ["Parameter", "Module", "Sequential", "DEFAULT_DTYPE"]
 
 DEFAULT_DTYPE = np.float32
+
+# the tracer of a trace() that runs a container's real forward (see Module._trace)
+_tracing = threading.local()
 
 
 class Parameter:
@@ -86,7 +90,54 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, x):
-        return self.forward(x)
+        tracer = getattr(_tracing, "tracer", None)
+        if tracer is None:
+            return self.forward(x)
+        # a real forward run by trace() for a container without _trace: record the call
+        tracer.enter(self, tuple(x.shape))
+        y = self.forward(x)
+        tracer.exit(self, tuple(x.shape), tuple(y.shape))
+        return y
+
+    # ---- shapes only ------------------------------------------------------------------
+    def output_shape(self, input_shape) -> tuple:
+        """The output shape for an input of ``input_shape``, with nothing computed (the
+        error ``forward`` would raise for a wrong input is raised here too). Leaves define
+        it; a container's is its children's, composed by :meth:`trace`."""
+        if self._modules:
+            return self.trace(input_shape)
+        raise NotImplementedError(f"{self._label()} does not define output_shape")
+
+    def trace(self, input_shape, tracer=None) -> tuple:
+        """Walk this module the way ``forward`` runs it, with shapes instead of arrays, and
+        return the output shape. ``tracer`` (optional) sees every module:
+        ``tracer.enter(module, input_shape)`` before its children,
+        ``tracer.exit(module, input_shape, output_shape)`` after them. This is how
+        :mod:`tinymobilenet.count` counts a model without running a kernel."""
+        shape = tuple(int(v) for v in input_shape)
+        if tracer is not None:
+            tracer.enter(self, shape)
+        out = tuple(int(v) for v in self._trace(shape, tracer))
+        if tracer is not None:
+            tracer.exit(self, shape, out)
+        return out
+
+    def _trace(self, shape, tracer):
+        """Forward's shape routing: a leaf returns its :meth:`output_shape`; a container
+        overrides this to pass the shape through ``child.trace(shape, tracer)`` in the
+        order its forward calls the children. A container that does not (a model of your
+        own, say) is run for real on zeros instead, and the children its forward calls
+        (``child(x)``) are recorded as they run: slower, the same counts."""
+        if not self._modules:
+            return self.output_shape(shape)
+        params = self.parameters()
+        dtype = params[0].data.dtype if params else DEFAULT_DTYPE
+        previous = getattr(_tracing, "tracer", None)
+        _tracing.tracer = tracer
+        try:
+            return self.forward(np.zeros(shape, dtype=dtype)).shape
+        finally:
+            _tracing.tracer = previous
 
     def _cached(self, cache, what="backward"):
         """Return ``cache`` or raise a clear error if forward has not run yet."""
@@ -262,6 +313,11 @@ class Sequential(Module):
         for m in self._modules.values():
             x = m(x)
         return x
+
+    def _trace(self, shape, tracer):
+        for m in self._modules.values():
+            shape = m.trace(shape, tracer)
+        return shape
 
     def backward(self, dy):
         for m in reversed(self._modules.values()):
