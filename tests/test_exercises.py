@@ -5,6 +5,7 @@ number, never crashes on a wrong type, and refuses the library's own functions."
 import ast
 import importlib.util
 import pydoc
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +20,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "notebooks" / "solutions" / "solutions.py"
 
 
-def _load_worked_answers():
+def _load(path, name):
     """The worked answers live in the repository, not in the package: load them by path."""
-    spec = importlib.util.spec_from_file_location("worked_answers", SOLUTIONS)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-solutions = _load_worked_answers()
+solutions = _load(SOLUTIONS, "worked_answers")
 NAMES = [e.name for e in registry.EXERCISES]
 
 
@@ -448,3 +449,24 @@ def test_the_exercises_do_not_import_the_worked_answers():
                 names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
                 assert not any("solutions" in n for n in names), path.name
     assert not list(package.rglob("solutions*")), "worked answers inside the installed package"
+
+
+def test_the_teachers_guide_answers_every_question_without_a_checker():
+    guide = (SOLUTIONS.parent / "TEACHERS.md").read_text()
+    questions = set()
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        questions |= set(re.findall(r"\*\*(\d+\.\d+)\*\* \(no checker\)", nb.read_text()))
+    assert len(questions) >= 14
+    for q in sorted(questions):
+        assert f"\n### {q} " in guide, f"TEACHERS.md has no answer for {q}"
+
+
+@pytest.mark.slow
+def test_the_teachers_guide_quotes_the_numbers_the_library_gives():
+    verify = _load(SOLUTIONS.parent / "verify_guide.py", "verify_guide")
+    guide = (SOLUTIONS.parent / "TEACHERS.md").read_text()
+    for question, values in verify.claims().items():
+        section = guide.split(f"\n### {question} ", 1)[1].split("\n### ", 1)[0]
+        section = " ".join(section.split())           # quotes may wrap across lines
+        for value in values:
+            assert f'"{value}"' in section, f"TEACHERS.md {question} does not quote {value!r}"
