@@ -268,3 +268,20 @@ def test_an_empty_folder_is_a_bad_path(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["grade", str(tmp_path)])
     assert exit_.value.code == 2 and "has no .py or .ipynb files" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_every_handed_out_notebook_grades_as_not_implemented_yet():
+    """What a teacher gets back from a class that did nothing: each chapter's stubs found
+    under their notebook names and failed as not implemented, nothing flagged."""
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    report = grade.grade(notebooks, timeout=30.0)
+    for path, f in zip(notebooks, report["files"]):
+        chapter = int(path.name[:2])
+        assert f["import_error"] is None and not f["flags"], (path.name, f)
+        for r in f["exercises"]:
+            if r["chapter"] == chapter:
+                assert r["function"] == f"my_{r['exercise']}", (path.name, r)
+                assert "not implemented yet" in r["message"] and not r["flags"], (path.name, r)
+            else:
+                assert r["status"] == "not attempted", (path.name, r)

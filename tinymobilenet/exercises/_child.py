@@ -29,7 +29,7 @@ import sys
 def _functions():
     """{(module, name): object} of every function and class of the library and NumPy."""
     return {(m, k): v for m, mod in list(sys.modules.items())
-            if mod is not None and (m == "numpy" or m.startswith("tinymobilenet"))
+            if mod is not None and m.split(".")[0] in ("numpy", "tinymobilenet")
             for k, v in list(vars(mod).items()) if callable(v)}
 
 

@@ -88,6 +88,9 @@ def _is_definition(node):
                          ast.ClassDef)):
         return True
     if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        if not all(isinstance(t, ast.Name) for t in targets):   # seq.fuse = False: a demo's
+            return False
         if isinstance(node.value, ast.Lambda):
             return True
         try:
@@ -134,13 +137,16 @@ def _where(sub, filename, line):
 
 def find(module, names) -> dict:
     """{exercise name: (the name it has in the module, the object)} for every exercise the
-    module defines, as ``name`` or as the notebooks' ``my_name``."""
+    module defines, as ``name`` or as the notebooks' ``my_name``. One defined in the file
+    comes before one imported into it (chapter 4 imports the library's ``fold_batchnorm``
+    for its demonstration; the answer is ``my_fold_batchnorm``)."""
     found = {}
     for name in names:
-        for attr in (name, f"my_{name}"):
-            if attr in vars(module):
-                found[name] = (attr, vars(module)[attr])
-                break
+        candidates = [(attr, vars(module)[attr]) for attr in (name, f"my_{name}")
+                      if attr in vars(module)]
+        own = [c for c in candidates if getattr(c[1], "__module__", None) == MODULE]
+        if candidates:
+            found[name] = (own or candidates)[0]
     return found
 
 
