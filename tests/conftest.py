@@ -31,6 +31,6 @@ def depthwise_path(request, monkeypatch):
     """Run a depthwise test twice: every stride-1 "same" case through the banded-matrix
     kernel, then every case through the K*K multiply-add kernels (the default picks by
     width, so small test images would otherwise never reach the second)."""
-    from tinymobilenet.functional import conv
-    monkeypatch.setattr(conv, "BANDED_WIDTH", 10 ** 6 if request.param == "banded" else 0)
+    from tinymobilenet.functional import depthwise
+    monkeypatch.setattr(depthwise, "BANDED_WIDTH", 10 ** 6 if request.param == "banded" else 0)
     return request.param

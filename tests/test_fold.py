@@ -76,3 +76,14 @@ def test_fold_pair_arithmetic():
     assert np.allclose(folded[0].bias.data, s * b + bn.bias.data - s * bn.running_mean)
     x = randn(2, 2, 5, 4)
     assert np.allclose(folded(x), seq(x), rtol=1e-12, atol=1e-12)
+
+
+def test_folding_a_fused_model_keeps_its_activations():
+    from tinymobilenet import nn
+    model = models.mobilenet_v2(0.25, num_classes=5).eval()
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    y = model(x)
+    folded = models.fold_batchnorm(nn.fuse_batchnorm_activation(model))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.ReLU6) for m in folded.modules())
+    np.testing.assert_allclose(folded(x), y, rtol=1e-4, atol=1e-5)   # another computation

@@ -1,5 +1,6 @@
-"""BatchNorm + ReLU/ReLU6 fused in one pass (``F.batchnorm_forward(..., clip=...)``, used by
-``nn.Sequential``) must give exactly the numbers of the two layers run apart."""
+"""BatchNorm + ReLU/ReLU6 fused in one pass (``F.batchnorm_forward(..., clip=...)``, and the
+explicit model transformation ``nn.fuse_batchnorm_activation``) must give the numbers of the
+two layers run apart (to round-off: another code path) and keep the state-dict keys."""
 
 import numpy as np
 import pytest
@@ -62,12 +63,10 @@ def test_clip_must_be_an_interval():
 
 
 def _run(model, x, fuse):
-    nn.Sequential.fuse = fuse
-    try:
-        y = model(x)
-        dx = model.backward(randn(*y.shape, seed=7))
-    finally:
-        nn.Sequential.fuse = True
+    if fuse:
+        nn.fuse_batchnorm_activation(model)
+    y = model(x)
+    dx = model.backward(randn(*y.shape, seed=7))
     return [y, dx] + [p.grad.copy() for p in model.parameters()] + \
         [b.copy() for _, b in model.named_buffers()]
 
@@ -91,24 +90,52 @@ def test_models_fused_and_unfused_agree(build, train):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(b).max())
 
 
-def test_sequential_fuses_only_batchnorm_then_clip_activation():
+def test_fusion_is_explicit_and_reversible():
     seq = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU6(),
                         nn.BatchNorm2d(4), nn.HardSwish(), nn.BatchNorm2d(4), nn.ReLU())
-    kinds = [(type(m).__name__, None if a is None else type(a).__name__) for m, a in seq._steps()]
-    assert kinds == [("Conv2d", None), ("BatchNorm2d", "ReLU6"), ("BatchNorm2d", None),
-                     ("HardSwish", None), ("BatchNorm2d", "ReLU")]
-    seq.fuse = False
-    assert all(a is None for _, a in seq._steps()) and len(seq._steps()) == 7
-    with nn.unfused(nn.Sequential(seq)) as outer:
-        assert not outer.fuse and not seq.fuse
-    assert outer.fuse and not seq.fuse                    # each setting restored
+    keys = list(seq.state_dict())
+    kinds = lambda: [type(m).__name__ for m in seq]
+    assert kinds() == ["Conv2d", "BatchNorm2d", "ReLU6", "BatchNorm2d", "HardSwish",
+                       "BatchNorm2d", "ReLU"]                  # built apart, as torchvision
+    bn = seq[1]
+    nn.fuse_batchnorm_activation(seq)
+    # only BN -> ReLU/ReLU6 pairs fuse; the activation's place holds an Identity
+    assert kinds() == ["Conv2d", "BatchNormAct2d", "Identity", "BatchNorm2d", "HardSwish",
+                       "BatchNormAct2d", "Identity"]
+    assert list(seq.state_dict()) == keys                     # the same keys: weights load
+    assert seq[1].weight is bn.weight and seq[1].running_mean is bn.running_mean
+    assert seq[1].activation_class is nn.ReLU6 and seq[5].activation_class is nn.ReLU
+    nn.fuse_batchnorm_activation(seq)                         # fusing twice changes nothing
+    assert kinds()[1:3] == ["BatchNormAct2d", "Identity"]
+    with nn.unfused(seq):
+        assert kinds()[1:3] == ["BatchNorm2d", "ReLU6"]
+    assert kinds()[1:3] == ["BatchNormAct2d", "Identity"]    # fused again after the block
+    nn.unfuse_batchnorm_activation(seq)
+    assert kinds() == ["Conv2d", "BatchNorm2d", "ReLU6", "BatchNorm2d", "HardSwish",
+                       "BatchNorm2d", "ReLU"]
+    with nn.fused(seq):
+        assert kinds()[1] == "BatchNormAct2d"
+    assert kinds()[1] == "BatchNorm2d"                        # apart again, as before
+
+
+def test_fused_dense_batchnorm1d():
+    """The 1-D models' BatchNorm1d -> ReLU6 pairs fuse too."""
+    model = models.dense.mobilenet(6, hidden_dims=(8, 16), num_classes=3).eval()
+    x = randn(4, 6).astype(np.float32)
+    y = model(x)
+    with nn.fused(model):
+        assert any(isinstance(m, nn.BatchNormAct1d) for m in model.modules())
+        np.testing.assert_allclose(model(x), y, rtol=1e-5, atol=1e-6)
 
 
 def test_unfused_modules_cache_their_activations():
     """Tools that read an activation's input (gradcheck.kink_distance) run unfused."""
     seq = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU6())
     x = randn(2, 2, 5, 5).astype(np.float32)
+    nn.fuse_batchnorm_activation(seq)
     seq(x)
-    assert seq[2]._cache is None                          # fused: the ReLU6 never ran
-    d = gradcheck.kink_distance(seq, x)
-    assert np.isfinite(d) and seq.fuse
+    assert isinstance(seq[2], nn.Identity)                    # fused: no ReLU6 module ran
+    with nn.unfused(seq):
+        seq(x)
+        assert seq[2]._cache is not None
+    assert gradcheck.kink_distance(seq, x) > 0       # reads the ReLU6 input, unfused inside

@@ -57,6 +57,53 @@ def test_check_module_requires_float64():
         gradcheck.check_module(nn.Linear(3, 2), randn(2, 3))
 
 
+def test_a_gradient_that_is_exactly_zero_passes():
+    """A BatchNorm bias feeding a conv and a train-mode BatchNorm: a shift of the bias moves
+    every output of a channel by the same amount, which the second BN removes, so the true
+    gradient is exactly 0 and both sides hold round-off. The check must call it right."""
+    net = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)).to(np.float64)
+    gradcheck.randomize_batchnorm(net, seed=1)
+    result = gradcheck.check_module(net.train(), randn(4, 3, 3, 2))
+    assert result.ok, str(result)
+    y = net(randn(4, 3, 3, 2))
+    net.backward(randn(*y.shape, seed=2))
+    assert np.abs(net[0].bias.grad).max() < 1e-12                  # zero up to round-off
+    assert result.resolved_by_uncertainty > 0 and "criterion" in str(result)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_a_correct_dense_efficientnet_passes_in_both_modes(train):
+    """Train mode: projection-BN betas with a true gradient of exactly 0; eval mode:
+    squeeze-excitation weights whose gradients (~1e-7) sit near the central difference's
+    round-off. An element-wise relative error called both wrong."""
+    from tinymobilenet.models import dense
+    model = dense.efficientnet(6, base_dim=8, num_classes=3, depth_multiplier=0.5).to(np.float64)
+    gradcheck.randomize_batchnorm(model, seed=3)
+    model.train(train)
+    x = gradcheck.dodge_kinks(model, lambda s: randn(8, 6, seed=s))
+    result = gradcheck.check_module(model, x, max_elements=6)
+    assert result.ok, str(result)
+
+
+def test_a_wrong_backward_inside_a_model_still_fails():
+    """One layer's backward off by 1 % (a classic: a forgotten factor in dw) is caught."""
+    from tinymobilenet.models import dense
+    model = dense.efficientnet(6, base_dim=8, num_classes=3, depth_multiplier=0.5).to(np.float64)
+    gradcheck.randomize_batchnorm(model, seed=3)
+    model.eval()
+    linear = next(m for m in model.modules() if isinstance(m, nn.Linear))
+    right = linear.backward
+
+    def wrong(dout):
+        dx = right(dout)
+        linear.weight.grad *= 1.01
+        return dx
+    linear.backward = wrong
+    x = gradcheck.dodge_kinks(model, lambda s: randn(8, 6, seed=s))
+    result = gradcheck.check_module(model, x, max_elements=6)
+    assert not result.ok and result.worst_name.endswith("weight") and result.worst_error > 1e-3
+
+
 def test_relative_error_scale_floor():
     a = np.array([1.0, 0.0, 2e-6])
     err, idx = gradcheck.relative_error(a, np.array([1.0, 1e-12, 2e-6 + 1e-12]))

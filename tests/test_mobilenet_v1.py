@@ -19,7 +19,7 @@ def test_structure_follows_table_1():
     blocks = list(m.features)[1:]
     assert len(blocks) == 13 and all(isinstance(b, nn.DepthwiseSeparable) for b in blocks)
     assert [b.stride for b in blocks].count(2) == 4
-    assert m.features[0][0].stride == 2 and m.last_channels == 1024
+    assert m.features[0][0].stride == 2 and m.last_channel == 1024
     sd = m.state_dict()
     assert sd["features.1.depthwise.0.weight"].shape == (32, 1, 3, 3)
     assert sd["features.1.pointwise.0.weight"].shape == (64, 32, 1, 1)
@@ -31,7 +31,7 @@ def test_forward_shapes_any_resolution(alpha, res):
     m = models.mobilenet_v1(alpha=alpha, num_classes=7).eval()
     y = m(randn(2, 3, res, res + 8).astype(np.float32))
     assert y.shape == (2, 7) and y.dtype == np.float32
-    assert m.last_channels == int(1024 * alpha)
+    assert m.last_channel == int(1024 * alpha)
 
 
 def test_width_multiplier_thins_every_layer():
@@ -64,7 +64,7 @@ def test_end_to_end_gradcheck_small_v1():
 
 def test_bad_input_and_options():
     m = models.mobilenet_v1(0.25)
-    with pytest.raises(ValueError, match=r"Conv2d\(3->8\): expected input \(N, 3, H, W\), got \(1, 1, 32, 32\)"):
+    with pytest.raises(ValueError, match=r"mobilenet_v1: expected input \(N, 3, H, W\), got \(1, 1, 32, 32\)"):
         m(np.zeros((1, 1, 32, 32), np.float32))
     with pytest.raises(ValueError, match="alpha must be > 0"):
         models.mobilenet_v1(alpha=0)

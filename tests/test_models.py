@@ -46,7 +46,9 @@ def build(ref_name, **kwargs):
 
 def test_reference_covers_every_torchvision_family():
     assert set(REFERENCE) == set(BUILD)
-    assert {o["name"] for o in BUILD.values()} == set(models.MODEL_NAMES) - {"mobilenet_v1"}
+    # MobileNetV1 and EfficientNet-Lite have no torchvision counterpart
+    not_in_torchvision = {"mobilenet_v1", *models.EFFICIENTNET_LITE_PARAMS}
+    assert {o["name"] for o in BUILD.values()} == set(models.MODEL_NAMES) - not_in_torchvision
 
 
 @pytest.mark.slow
@@ -229,7 +231,7 @@ def test_gradcheck_efficientnet_tiny():
 def test_registry_names_and_factories():
     assert models.MODEL_NAMES == (
         "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
-        *(f"efficientnet_b{i}" for i in range(8)))
+        *(f"efficientnet_b{i}" for i in range(8)), *(f"efficientnet_lite{i}" for i in range(5)))
     assert models.DENSE_MODEL_NAMES == ("dense_mobilenet", "dense_efficientnet")
     for name in models.MODEL_NAMES:
         assert callable(getattr(models, name))

@@ -134,6 +134,7 @@ def test_squeeze_excitation(train):
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("cin, cout, stride, t", [(16, 16, 1, 6), (16, 24, 2, 6), (32, 16, 1, 1)])
 def test_inverted_residual_v2(cin, cout, stride, t, train):
+    _tv()
     from torchvision.models.mobilenetv2 import InvertedResidual
     x = np.random.default_rng(8).standard_normal((2, cin, 7, 9))
     compare(nn.InvertedResidual(cin, cout, stride, expand_ratio=t), InvertedResidual(cin, cout, stride, t),
@@ -142,6 +143,7 @@ def test_inverted_residual_v2(cin, cout, stride, t, train):
 
 @pytest.mark.parametrize("train", [True, False])
 def test_inverted_residual_v3(train):
+    _tv()
     from functools import partial
 
     from torchvision.models.mobilenetv3 import InvertedResidual, InvertedResidualConfig
@@ -156,6 +158,7 @@ def test_inverted_residual_v3(train):
 
 @pytest.mark.parametrize("train", [True, False])
 def test_mbconv(train):
+    _tv()
     from functools import partial
 
     from torchvision.models.efficientnet import MBConv, MBConvConfig

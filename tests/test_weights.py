@@ -1,6 +1,7 @@
 """Saving and loading weights: .npz round trip, mismatches named by their first key,
 no pickles."""
 
+import re
 import sys
 
 import numpy as np
@@ -84,9 +85,147 @@ def test_bad_sources(tmp_path):
         models.load_weights(model, 42)
 
 
-def test_pth_without_torch_says_so(tmp_path, monkeypatch):
-    path = tmp_path / "w.pth"
-    path.write_bytes(b"not read")
+def test_pth_read_without_torch(tmp_path, monkeypatch):
+    """A .pth state dict loads with torch made unimportable: the reader never needs it."""
+    import pth_writer
     monkeypatch.setitem(sys.modules, "torch", None)      # as if not installed
-    with pytest.raises(ImportError, match="needs PyTorch"):
-        models.load_weights(models.mobilenet_v2(0.5), path)
+    a = models.mobilenet_v2(0.25, num_classes=3, seed=1).eval()
+    path = pth_writer.write(tmp_path / "w.pth", a.state_dict())
+    b = models.load_weights(models.mobilenet_v2(0.25, num_classes=3, seed=2), path).eval()
+    x = randn(2, 3, 32, 32).astype(np.float32)
+    assert np.array_equal(a(x), b(x))
+
+
+def test_trainer_checkpoint_loads(tmp_path):
+    from tinymobilenet import optim, train
+    a = models.mobilenet_v1(0.25, num_classes=10, seed=1)
+    path = tmp_path / "checkpoint.npz"
+    train.save_checkpoint(path, a, optim.SGD(a.parameters(), lr=0.1), epoch=1)
+    b = models.load_weights(models.mobilenet_v1(0.25, num_classes=10, seed=2), path)
+    assert list(models.read_state_dict(path)) == list(a.state_dict())
+    x = randn(2, 3, 32, 32).astype(np.float32)
+    assert np.array_equal(a.eval()(x), b.eval()(x))
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    """An interrupted save leaves neither a partial file nor a temporary one."""
+    model = models.mobilenet_v2(0.25, num_classes=3)
+    path = tmp_path / "w.npz"
+
+    def broken_savez(f, **arrays):
+        f.write(b"PK half a file")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(KeyboardInterrupt):
+        models.save_weights(model, path)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    models.save_weights(model, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]
+
+
+# ---- porting another implementation's names -------------------------------------------------
+def _renamed(state):
+    """The same tensors under other names, as another implementation would call them."""
+    return {f"net.{i:03d}." + k.rsplit(".", 1)[1]: v for i, (k, v) in enumerate(state.items())}
+
+
+@pytest.fixture
+def source():
+    model = models.mobilenet_v2(0.25, num_classes=5, seed=3).eval()
+    return model, model.state_dict()
+
+
+def _same_outputs(a, b):
+    x = randn(2, 3, 32, 32, seed=4).astype(np.float32)
+    return np.array_equal(a.eval()(x), b.eval()(x))
+
+
+def test_port_by_explicit_map(source):
+    a, state = source
+    theirs = _renamed(state)
+    name_map = dict(zip(theirs, state))                       # their name -> ours
+    target = models.mobilenet_v2(0.25, num_classes=5, seed=9)
+    ported = models.port_state_dict(theirs, target, name_map)
+    assert set(ported) == {k for k in state if not k.endswith("num_batches_tracked")}
+    assert _same_outputs(a, models.load_weights(target, ported))
+
+
+def test_port_by_callable_and_partial_map(source):
+    a, state = source
+    theirs = {k.replace("classifier.1.", "fc."): v for k, v in state.items()}
+    b = models.load_weights(models.mobilenet_v2(0.25, num_classes=5, seed=9), theirs,
+                            name_map=lambda k: k.replace("fc.", "classifier.1."))
+    assert _same_outputs(a, b)
+    c = models.load_weights(models.mobilenet_v2(0.25, num_classes=5, seed=9), theirs,
+                            name_map={"fc.weight": "classifier.1.weight",
+                                      "fc.bias": "classifier.1.bias"})  # the rest kept
+    assert _same_outputs(a, c)
+
+
+def test_port_by_order(source, tmp_path):
+    import pth_writer
+    a, state = source
+    # as another implementation saves it: other names, no num_batches_tracked, in a .pth
+    theirs = {k: v for k, v in _renamed(state).items() if "num_batches" not in k}
+    path = pth_writer.write(tmp_path / "theirs.pth", theirs)
+    b = models.load_weights(models.mobilenet_v2(0.25, num_classes=5, seed=9), path,
+                            by_order=True)
+    assert _same_outputs(a, b)
+
+
+def test_port_by_order_names_first_shape_mismatch(source):
+    _, state = source
+    target = models.mobilenet_v2(0.5, num_classes=5)
+    theirs = _renamed(state)
+    first = next(iter(theirs))
+    ours = next(iter(target.state_dict()))
+    with pytest.raises(models.WeightsMismatchError, match=re.escape(
+            f"entry #0 differs: source '{first}' {theirs[first].shape} vs mobilenet_v2 "
+            f"'{ours}' {target.state_dict()[ours].shape}")):
+        models.port_state_dict(theirs, target, by_order=True)
+
+
+def test_port_by_order_names_first_entry_without_partner(source):
+    _, state = source
+    target = models.mobilenet_v2(0.25, num_classes=5)
+    theirs = _renamed({k: v for k, v in state.items() if "num_batches" not in k})
+    last_theirs = list(theirs)[-1]
+    del theirs[last_theirs]
+    last_ours = [k for k in target.state_dict() if "num_batches" not in k][-1]
+    with pytest.raises(models.WeightsMismatchError,
+                       match=rf"the first without a partner is #{len(theirs)}, "
+                             rf"mobilenet_v2 '{re.escape(last_ours)}'"):
+        models.port_state_dict(theirs, target, by_order=True)
+    theirs[last_theirs] = state[last_ours]
+    theirs["extra"] = np.zeros(3, np.float32)
+    with pytest.raises(models.WeightsMismatchError,
+                       match=rf"first without a partner is #{len(theirs) - 1}, source 'extra'"):
+        models.port_state_dict(theirs, target, by_order=True)
+
+
+def test_port_map_errors_name_both_keys(source):
+    _, state = source
+    target = models.mobilenet_v2(0.25, num_classes=5)
+    stem, bias = state["features.0.0.weight"].shape, state["classifier.1.bias"].shape
+    with pytest.raises(models.WeightsMismatchError, match=re.escape(
+            f"source 'features.0.0.weight' {stem} does not fit mobilenet_v2 "
+            f"'classifier.1.bias' {bias}")):
+        models.port_state_dict(state, target, {"features.0.0.weight": "classifier.1.bias",
+                                               "classifier.1.bias": None})
+    with pytest.raises(models.WeightsMismatchError,
+                       match="'fc.w' is sent to 'fc.weight', which mobilenet_v2 does not have"):
+        models.port_state_dict({"fc.w": np.zeros(1)}, target, {"fc.w": "fc.weight"})
+    with pytest.raises(models.WeightsMismatchError,
+                       match="both 'a' and 'b' are sent to mobilenet_v2 key 'classifier.1.bias'"):
+        models.port_state_dict({"a": np.zeros(5), "b": np.zeros(5)}, target,
+                               lambda k: "classifier.1.bias")
+
+
+def test_port_needs_exactly_one_way(source):
+    _, state = source
+    target = models.mobilenet_v2(0.25, num_classes=5)
+    with pytest.raises(TypeError, match="either name_map or by_order"):
+        models.port_state_dict(state, target)
+    with pytest.raises(TypeError, match="either name_map or by_order"):
+        models.port_state_dict(state, target, {}, by_order=True)

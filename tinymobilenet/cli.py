@@ -14,13 +14,20 @@ import argparse
 import math
 import sys
 
-__all__ = ["Parser", "HelpFormatter", "number", "run"]
+__all__ = ["Parser", "HelpFormatter", "number", "run", "write_json"]
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter,
                     argparse.ArgumentDefaultsHelpFormatter):
     """Keeps the description's line breaks and appends ``(default: ...)`` to every option
-    that has a default and a help text."""
+    that has a default value and a help text that does not already name its default
+    (flags, whose default is "off", and options without a default get none)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 class Parser(argparse.ArgumentParser):
@@ -68,3 +75,23 @@ def run(main, argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def write_json(path, obj) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically: a temporary file in the same
+    directory, then a rename, so an interrupted write never leaves a half file."""
+    import json
+    import os
+    import tempfile
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -447,7 +447,7 @@ def summary(model, input_size=(1, 3, 224, 224), *, fold_bn: bool = False,
     try:
         params = model.parameters()
         dtype = params[0].data.dtype if params else np.float32
-        with nn.unfused(model):                # every layer counted on its own
+        with nn.unfused(model):        # a fused model counts as its layers apart
             model(np.zeros(input_size, dtype=dtype))
     finally:
         for m in patched:
@@ -693,11 +693,12 @@ def _models():
 
 
 def default_resolution(name: str) -> int:
-    """The input size a model is meant for: 224, EfficientNet-B1..B7 their own."""
+    """The input size a model is meant for: 224, EfficientNet-B1..B7 and -Lite1..4 their own."""
     _, _, models = _models()
-    table = getattr(models, "EFFICIENTNET_PARAMS", None)
-    if table and name in table:
-        return int(table[name][2])
+    for table in ("EFFICIENTNET_PARAMS", "EFFICIENTNET_LITE_PARAMS"):
+        table = getattr(models, table, None)
+        if table and name in table:
+            return int(table[name][2])
     return _RESOLUTION.get(name, 224)
 
 
@@ -760,9 +761,9 @@ def _resolve(p, a):
             p.error(f"--alpha must be in (0, {MAX_ALPHA:g}], got {a.alpha:g}")
         key = _width_kwarg(getattr(models, a.model, get))
         if key is None:
-            p.error(f"--alpha: {a.model} has no width multiplier; EfficientNet-B0..B7 scale "
-                    "width, depth and resolution together (compound scaling): choose "
-                    "another efficientnet_b* instead")
+            p.error(f"--alpha: {a.model} has no width multiplier; EfficientNet-B0..B7 (and "
+                    "-Lite0..4) scale width, depth and resolution together (compound "
+                    "scaling): choose another efficientnet_b* (efficientnet_lite*) instead")
         kwargs[key] = a.alpha
     base = default_resolution(a.model)
     if a.rho is not None:

@@ -7,6 +7,10 @@
     batches(data, batch_size, shuffle, rng)    mini-batches (x (B, C, H, W), y (B,))
     resize(x, size), random_shift(x, s, rng)   bilinear upsampling, shift augmentation
     load_image(path, mode="RGB")               an image file's pixels, uint8 (H, W, 3)
+    imagenet_transform(...), lite_transform(size), transform_for_weights(entry)
+                                               pretrained weights' preprocessing:
+                                               image -> (3, S, S) float32; .batch(images)
+    IMAGENET_CLASSES                           the 1000 ImageNet class names, index order
 
 The digits are the "Optical Recognition of Handwritten Digits" data set, E. Alpaydin and
 C. Kaynak (1998), UCI Machine Learning Repository, licensed CC BY 4.0; see
@@ -17,6 +21,9 @@ import numpy as np
 
 from .arrays import Dataset, Splits, batches, random_shift, resize
 from .images import IMAGE_EXTENSIONS, ImageError, load_image, open_image, to_chw
+from .preprocess import (IMAGENET_CLASSES, IMAGENET_MEAN, IMAGENET_STD, ImageNetTransform,
+                         LiteTransform, imagenet_transform, lite_transform,
+                         transform_for_weights)
 from .digits import DIGITS_TEST_SIZE, DIGITS_TRAIN_SIZE, digits_arrays, load_digits
 from .shapes import SHAPES, load_shapes, make_shapes
 
@@ -38,4 +45,6 @@ def load_dataset(name: str, resolution: int | None = None, channels: int = 1, se
 __all__ = ["Dataset", "Splits", "batches", "resize", "random_shift", "load_digits",
            "digits_arrays", "DIGITS_TRAIN_SIZE", "DIGITS_TEST_SIZE", "SHAPES", "make_shapes",
            "load_shapes", "load_dataset", "DATASETS", "load_image", "open_image", "to_chw",
-           "ImageError", "IMAGE_EXTENSIONS"]
+           "ImageError", "IMAGE_EXTENSIONS", "IMAGENET_CLASSES", "IMAGENET_MEAN", "IMAGENET_STD",
+           "ImageNetTransform", "LiteTransform", "imagenet_transform", "lite_transform",
+           "transform_for_weights"]

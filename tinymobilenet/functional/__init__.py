@@ -1,14 +1,34 @@
 """Stateless math: every operation as a ``forward(...) -> (out, cache)`` and
-``backward(dout, cache) -> grads`` pair, plus naive loop twins of the convolutions.
+``backward(dout, cache) -> grads`` pair, one operation a file, its readable definition
+first. Nothing here keeps state or imports :mod:`tinymobilenet.nn`.
 
-Nothing here keeps state or imports :mod:`tinymobilenet.nn`.
+    conv_geometry   output sizes, padding, where kernel taps land (the notation)
+    im2col          im2col / col2im: a convolution as one matrix product
+    conv2d          standard convolution (any groups); naive twin, then im2col + matmul
+    depthwise       one filter per channel; naive twin, then the dispatch to
+                    _depthwise_direct (K*K multiply-adds) or _depthwise_banded (BLAS)
+    pointwise       1 x 1 convolution, a matmul
+    norm            batch norm (optionally fused with a following ReLU/ReLU6)
+    activations     ReLU, ReLU6, sigmoid, h-sigmoid, h-swish, SiLU
+    squeeze_excitation  the excitation x * gate and its two-path backward
+    pooling, linear, dropout, stochastic_depth, loss, grouped_linear
+    tiling          cache-sized tiles and the threads that run them
+
+Files whose name starts with ``_`` hold fast paths a student can skip.
 """
 
-from .conv import *  # noqa: F401,F403
+from .conv_geometry import *  # noqa: F401,F403
+from .im2col import *  # noqa: F401,F403
+from .conv2d import *  # noqa: F401,F403
+from .depthwise import *  # noqa: F401,F403
+from .pointwise import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
 from .activations import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
 from .linear import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
+from .stochastic_depth import *  # noqa: F401,F403
+from .squeeze_excitation import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .grouped_linear import *  # noqa: F401,F403
+from .same_pad import *  # noqa: F401,F403

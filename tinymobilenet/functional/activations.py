@@ -1,7 +1,8 @@
 """Element-wise activations and their derivatives.
 
-Each ``*_forward(x)`` returns ``(out, cache)``; each ``*_backward(dout, cache)`` returns dx.
-All of them keep the input dtype (float32 in, float32 out).
+Each ``*_forward(x)`` returns ``(out, cache)``; each ``*_backward(dout, cache)`` returns
+``dx = dout * f'(x)`` (the chain rule, element by element). x, out, dout and dx all have
+the same shape, any shape, and the input's dtype (float32 in, float32 out).
 
 Kinks: ReLU at 0, ReLU6 at 0 and 6, hard-sigmoid and hard-swish at -3 and +3. Exactly at
 a kink the derivative is a convention; we follow PyTorch's: 0 at the clip points of ReLU,
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tiling import elementwise
+from .tiling import CHUNK, elementwise
 
 __all__ = [
     "relu_forward", "relu_backward",
@@ -25,23 +26,36 @@ __all__ = [
 ]
 
 
+def _sigmoid_into(o, a):
+    """o = 1 / (1 + exp(-a)) in place, three passes. For a < -88 (float32) exp(-a)
+    overflows to inf and the result is exactly 0, the correctly rounded value, so the
+    overflow warning is silenced rather than avoided with a slower two-branch formula."""
+    np.negative(a, out=o)
+    with np.errstate(over="ignore"):
+        np.exp(o, out=o)
+    o += 1
+    np.reciprocal(o, out=o)
+
+
 def sigmoid(x):
-    """Numerically stable logistic function 1 / (1 + exp(-x)), dtype preserved."""
-    # exp of a non-positive number never overflows: use exp(-|x|) for both signs.
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+    """Logistic function ``1 / (1 + exp(-x))``, any shape, dtype preserved; computed in
+    cache-sized chunks (see :func:`.tiling.elementwise`)."""
+    x = np.asarray(x)
+    return elementwise(_sigmoid_into, np.empty(x.shape, dtype=x.dtype), x, chunk=CHUNK)
 
 
 # ReLU and ReLU6 run in every block of V1/V2, so they are computed on the tile threads
 # (``elementwise``) with the result written in place: one pass, no temporaries.
 
 def relu_forward(x):
-    """max(x, 0)."""
+    """``max(x, 0)``; caches x (its sign is the derivative)."""
     out = np.empty(x.shape, dtype=x.dtype)
     return elementwise(lambda o, a: np.maximum(a, 0, out=o), out, x), x
 
 
 def relu_backward(dout, cache):
+    """``dx = dout * [x > 0]``: the derivative is 1 where the unit is on, 0 where it is off
+    (and, by convention, 0 at x = 0)."""
     x = cache
 
     def grad(o, d, a):
@@ -51,12 +65,14 @@ def relu_backward(dout, cache):
 
 
 def relu6_forward(x):
-    """min(max(x, 0), 6): ReLU capped at 6, robust in low precision (MobileNetV1/V2)."""
+    """``min(max(x, 0), 6)``: ReLU capped at 6, robust in low precision (MobileNetV1/V2)."""
     out = np.empty(x.shape, dtype=x.dtype)
     return elementwise(lambda o, a: np.clip(a, 0, 6, out=o), out, x), x
 
 
 def relu6_backward(dout, cache):
+    """``dx = dout * [0 < x < 6]``: 1 between the kinks, 0 on both flat parts (and at the
+    kinks 0 and 6 themselves, PyTorch's convention)."""
     x = cache
 
     def grad(o, d, a):
@@ -68,45 +84,104 @@ def relu6_backward(dout, cache):
 
 
 def sigmoid_forward(x):
+    """``s = 1 / (1 + exp(-x))``; caches s, since the derivative is written in s."""
     out = sigmoid(x)
     return out, out
 
 
 def sigmoid_backward(dout, cache):
+    """``dx = dout * s * (1 - s)``: the sigmoid's derivative, from its own output."""
     s = cache
-    return dout * s * (1 - s)
 
+    def grad(o, d, s):
+        np.subtract(1, s, out=o)
+        o *= s
+        o *= d
+
+    return elementwise(grad, np.empty(dout.shape, dtype=dout.dtype), dout, s, chunk=CHUNK)
+
+
+# The other activations below are chains of a few NumPy passes; run chunk by chunk
+# (CHUNK values) each pass after the first reads from cache, and no full-size
+# temporary is allocated. Measured against whole-array expressions: SiLU 0.1-0.3x the
+# time at 224 px sizes (the numbers: tinymobilenet.bench's documentation).
 
 def hardsigmoid_forward(x):
-    """relu6(x + 3) / 6: a piecewise-linear sigmoid, cheap on mobile hardware (MobileNetV3)."""
-    out = np.clip(x + 3, 0, 6) / 6
-    return out.astype(x.dtype, copy=False), x
+    """``relu6(x + 3) / 6``: a piecewise-linear sigmoid, cheap on mobile hardware
+    (MobileNetV3); caches x."""
+
+    def fwd(o, a):
+        np.add(a, 3, out=o)
+        np.clip(o, 0, 6, out=o)
+        o /= 6
+
+    return elementwise(fwd, np.empty(x.shape, dtype=x.dtype), x, chunk=CHUNK), x
 
 
 def hardsigmoid_backward(dout, cache):
+    """``dx = dout / 6`` for -3 < x < 3, 0 outside (and at the kinks -3 and 3)."""
     x = cache
-    return dout * ((x > -3) & (x < 3)) / 6
+
+    def grad(o, d, a):
+        inside = a > -3
+        inside &= a < 3
+        np.multiply(d, inside, out=o)
+        o /= 6
+
+    return elementwise(grad, np.empty(dout.shape, dtype=dout.dtype), dout, x, chunk=CHUNK)
 
 
 def hardswish_forward(x):
-    """x * relu6(x + 3) / 6: the piecewise swish of MobileNetV3."""
-    out = x * np.clip(x + 3, 0, 6) / 6
-    return out.astype(x.dtype, copy=False), x
+    """``x * relu6(x + 3) / 6``: the piecewise swish of MobileNetV3; caches x."""
+
+    def fwd(o, a):
+        np.add(a, 3, out=o)
+        np.clip(o, 0, 6, out=o)
+        o *= a
+        o /= 6
+
+    return elementwise(fwd, np.empty(x.shape, dtype=x.dtype), x, chunk=CHUNK), x
 
 
 def hardswish_backward(dout, cache):
+    """``dx = dout * (2x + 3) / 6`` for -3 < x < 3, 0 below -3 and 1 above 3 (at x = -3
+    the derivative is 0 and at x = 3 it is 1, PyTorch's convention)."""
     x = cache
-    # d/dx [x (x + 3) / 6] = (2x + 3) / 6 in the middle, 0 below -3, 1 above 3
-    grad = np.where(x <= -3, 0, np.where(x < 3, (2 * x + 3) / 6, 1)).astype(dout.dtype, copy=False)
-    return dout * grad
+
+    def grad(o, d, a):
+        np.multiply(a, 2, out=o)
+        o += 3
+        o /= 6
+        np.putmask(o, a <= -3, 0)
+        np.putmask(o, a >= 3, 1)
+        o *= d
+
+    return elementwise(grad, np.empty(dout.shape, dtype=dout.dtype), dout, x, chunk=CHUNK)
 
 
 def silu_forward(x):
-    """x * sigmoid(x) (swish with beta = 1), EfficientNet's activation."""
-    s = sigmoid(x)
-    return x * s, (x, s)
+    """``y = x * sigmoid(x)`` (swish with beta = 1), EfficientNet's activation; caches
+    s = sigmoid(x) and y (the derivative is written in them, see :func:`silu_backward`)."""
+    s = np.empty(x.shape, dtype=x.dtype)
+
+    def fwd(o, a, s):
+        _sigmoid_into(s, a)
+        np.multiply(a, s, out=o)
+
+    out = elementwise(fwd, np.empty(x.shape, dtype=x.dtype), x, s, chunk=CHUNK)
+    return out, (s, out)
 
 
 def silu_backward(dout, cache):
-    x, s = cache
-    return dout * (s * (1 + x * (1 - s)))
+    """``dx = dout * s * (1 + x * (1 - s))`` with s = sigmoid(x): the product rule on
+    x * s, since ds/dx = s * (1 - s). Written as ``dout * (s + y * (1 - s))`` with the
+    cached y = x * s, it needs no x."""
+    s, y = cache
+
+    def grad(o, d, s, y):
+        np.subtract(1, s, out=o)
+        o *= y
+        o += s
+        o *= d
+
+    return elementwise(grad, np.empty(dout.shape, dtype=dout.dtype), dout, s, y, chunk=CHUNK)

@@ -18,9 +18,17 @@ def global_avg_pool_forward(x, keepdims=False):
     return out, (x.shape, keepdims)
 
 
-def global_avg_pool_backward(dout, cache):
-    """Each of the H*W inputs of a channel receives 1/(H*W) of its gradient."""
+def global_avg_pool_backward(dout, cache, out=None):
+    """Each of the H*W inputs of a channel receives 1/(H*W) of its gradient.
+
+    dout: (N, C) or (N, C, 1, 1) -> dx (N, C, H, W). With ``out`` (N, C, H, W) given,
+    the gradient is *added* into it in place (no full-size temporary) and ``out`` returned:
+    how a block whose input also feeds another path sums the two.
+    """
     x_shape, keepdims = cache
     N, C, H, W = x_shape
     d = dout.reshape(N, C, 1, 1) / (H * W)
+    if out is not None:
+        out += d                                   # broadcast over H, W
+        return out
     return np.broadcast_to(d, x_shape).astype(dout.dtype, copy=True)

@@ -20,22 +20,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["TILE_BYTES", "num_threads", "set_num_threads", "split_rows", "threads_for", "run_tiles",
-           "elementwise", "scratch", "free_scratch"]
+__all__ = ["TILE_BYTES", "CHUNK", "num_threads", "set_num_threads", "split_rows", "threads_for",
+           "tile_budget", "run_tiles", "elementwise", "scratch", "free_scratch"]
 
 # Working-set budget of one tile, in bytes. A tile should stay in cache across its
 # passes, but each NumPy call on it also has a fixed cost (~1-2 us, plus a GIL hand-off
 # when threads take turns), so tiles must not be too small either. 4 MB sits in the
-# shared L3 of current x86 and ARM chips (16 MB and up). Measured on the benchmark's
-# depthwise shapes: 1 MB tiles (inside L2) are 1.2-1.5x slower on 1 thread and up to 2x
-# slower on 2 threads, where the many short calls queue for the GIL; 8 MB is no better.
+# shared L3 of current x86 and ARM chips (16 MB and up); smaller and larger tiles were
+# measured slower (the numbers: tinymobilenet.bench's documentation).
 TILE_BYTES = 4 * 1024 * 1024
 
 # Below this many values (touched by one call, all passes counted) an operation runs in
 # the calling thread. Each NumPy call on a tile costs ~1-2 us of Python, serial under the
-# GIL, and threads add hand-offs; measured on 2 cores, threads pay off for the benchmark's
-# batch-16 layers (tens of millions of values) but slow down a batch-8 MobileNetV2 at 96 px,
-# whose largest layer touches ~6 million.
+# GIL, and threads add hand-offs: threads pay off for batch-16 layers (tens of millions of
+# values) but slow down a batch-8 MobileNetV2 at 96 px, whose largest layer touches ~6M.
 _MIN_PARALLEL = 1 << 23
 
 
@@ -95,6 +93,17 @@ def threads_for(size=None) -> int:
     return 1 if size is not None and size < _MIN_PARALLEL else _threads
 
 
+def tile_budget(x_bytes: int, size=None) -> tuple[int, int]:
+    """(threads, bytes per tile) of a tiled call touching ``size`` values whose input has
+    ``x_bytes`` bytes: TILE_BYTES, and on threads at most ``x_bytes / threads``, so that
+    all threads' tile buffers together stay below the size of the input (one activation)."""
+    threads = threads_for(size)
+    budget = TILE_BYTES
+    if threads > 1:
+        budget = min(budget, x_bytes // threads)
+    return threads, budget
+
+
 def run_tiles(work, tiles, size=None):
     """Call ``work(chunk)`` on contiguous chunks of the list ``tiles``, one chunk per
     thread, and return the list of results in chunk order.
@@ -116,20 +125,36 @@ def run_tiles(work, tiles, size=None):
     return [first] + [f.result() for f in futures]
 
 
-def elementwise(fn, out, *arrays):
-    """Compute an element-wise ``fn(out, *arrays)`` chunk by chunk on the threads.
+# Values per chunk of a multi-pass element-wise chain (see elementwise): 64k float32 values
+# are 256 KB, inside L2, so the chain's passes after the first read from cache; a NumPy
+# call costs ~1-2 us, small next to the ~20 us each pass over a chunk takes.
+CHUNK = 1 << 16
+
+
+def elementwise(fn, out, *arrays, chunk=None):
+    """Compute an element-wise ``fn(out, *arrays)`` chunk by chunk, on the threads for
+    large arrays.
 
     ``fn(out_chunk, *chunks)`` must write its result into ``out_chunk``; the arrays are
     seen flat (C-contiguous ``out`` required; inputs of another layout are copied).
-    Chunks are at least 64k values so the per-call overhead stays small. Returns ``out``.
+    ``chunk``: values per call of ``fn``, e.g. :data:`CHUNK` for a chain of several
+    passes (each pass after the first then reads from cache); None: one call per thread.
+    Arrays of at least ``_MIN_PARALLEL`` (8M) values are split over the threads; smaller
+    ones run in the calling thread. Returns ``out``.
     """
     if not out.flags.c_contiguous:
         raise ValueError("elementwise: out must be C-contiguous")
     flat = [out.reshape(-1)] + [np.ascontiguousarray(a).reshape(-1) for a in arrays]
     n = out.size
     step = max(_MIN_PARALLEL, -(-n // _threads))
-    run_tiles(lambda chunk: [fn(*(f[a:b] for f in flat)) for a, b in chunk],
-              [(a, min(n, a + step)) for a in range(0, n, step)], size=n)
+    sub = step if chunk is None else chunk
+
+    def work(ranges):
+        for a, b in ranges:
+            for c in range(a, b, sub):
+                fn(*(f[c:min(b, c + sub)] for f in flat))
+
+    run_tiles(work, [(a, min(n, a + step)) for a in range(0, n, step)], size=n)
     return out
 
 

@@ -4,27 +4,38 @@
     mobilenet_v2(width_mult)                      torchvision's MobileNetV2
     mobilenet_v3_small(width_mult), mobilenet_v3_large(width_mult)
     efficientnet_b0() ... efficientnet_b7()       torchvision's EfficientNet-B*
+    efficientnet_lite0() ... efficientnet_lite4() TensorFlow's EfficientNet-Lite (SAME padding)
     dense.mobilenet(input_dim), dense.efficientnet(input_dim)   1-D feature-vector variants
 
 The image models from V2 on have exactly torchvision's state-dict keys, order and shapes,
-so torchvision weights load with :func:`load_weights`. :func:`fold_batchnorm` merges
-conv + BatchNorm pairs for inference. :func:`get_model` builds any of them by name.
+so torchvision weights load with :func:`load_weights`; the factories of the models with
+published weights take ``weights="DEFAULT"`` (:mod:`.pretrained`), and ``.pth`` files are
+read without torch (:mod:`.pth`). :func:`port_state_dict` renames another implementation's
+state dict. :func:`fold_batchnorm` merges conv + BatchNorm pairs for inference.
+:func:`get_model` builds any of them by name.
 """
 
 from __future__ import annotations
 
 import inspect
 
-from . import dense
+from . import dense, pretrained, pth
 from .efficientnet import (EFFICIENTNET_PARAMS, EFFICIENTNET_STAGES, EfficientNet,
                            compound_scaling, efficientnet_b0, efficientnet_b1, efficientnet_b2,
                            efficientnet_b3, efficientnet_b4, efficientnet_b5, efficientnet_b6,
                            efficientnet_b7)
+from .efficientnet_lite import (EFFICIENTNET_LITE_PARAMS, EfficientNetLite, efficientnet_lite0,
+                                efficientnet_lite1, efficientnet_lite2, efficientnet_lite3,
+                                efficientnet_lite4)
 from .fold import fold_batchnorm
 from .mobilenet_v1 import MobileNetV1, mobilenet_v1
 from .mobilenet_v2 import MobileNetV2, mobilenet_v2
 from .mobilenet_v3 import MobileNetV3, mobilenet_v3_large, mobilenet_v3_small
-from .weights import WeightsMismatchError, load_weights, save_weights
+from .pretrained import (ChecksumError, WeightsUnavailableError, weights_info,
+                         weights_names)
+from .pth import CheckpointFormatError, UnsafeCheckpointError
+from .weights import (WeightsMismatchError, load_weights, port_state_dict, read_state_dict,
+                      save_weights)
 
 # image models: (N, 3, H, W) -> (N, num_classes), all buildable with no arguments
 _IMAGE_FACTORIES = {
@@ -40,6 +51,11 @@ _IMAGE_FACTORIES = {
     "efficientnet_b5": efficientnet_b5,
     "efficientnet_b6": efficientnet_b6,
     "efficientnet_b7": efficientnet_b7,
+    "efficientnet_lite0": efficientnet_lite0,
+    "efficientnet_lite1": efficientnet_lite1,
+    "efficientnet_lite2": efficientnet_lite2,
+    "efficientnet_lite3": efficientnet_lite3,
+    "efficientnet_lite4": efficientnet_lite4,
 }
 # feature-vector models: (N, input_dim) -> (N, num_classes or last width); need input_dim
 _DENSE_FACTORIES = {
@@ -54,7 +70,8 @@ DENSE_MODEL_NAMES = tuple(_DENSE_FACTORIES)
 
 
 def get_model(name: str, **kwargs):
-    """Build a model by name: ``get_model("mobilenet_v2", width_mult=0.5, num_classes=10)``.
+    """Build a model by name: ``get_model("mobilenet_v2", width_mult=0.5, num_classes=10)``,
+    ``get_model("mobilenet_v3_large", weights="DEFAULT")``.
 
     ``name`` is one of :data:`MODEL_NAMES` or :data:`DENSE_MODEL_NAMES`; ``kwargs`` are the
     factory's own arguments. An unknown name or option raises an error naming it and
@@ -80,5 +97,10 @@ __all__ = [
     "EfficientNet", "EFFICIENTNET_PARAMS", "EFFICIENTNET_STAGES", "compound_scaling",
     "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
     "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
+    "EfficientNetLite", "EFFICIENTNET_LITE_PARAMS", "efficientnet_lite0", "efficientnet_lite1",
+    "efficientnet_lite2", "efficientnet_lite3", "efficientnet_lite4",
     "dense", "load_weights", "save_weights", "WeightsMismatchError", "fold_batchnorm",
+    "read_state_dict", "port_state_dict", "pth", "CheckpointFormatError",
+    "UnsafeCheckpointError", "pretrained", "weights_info", "weights_names",
+    "WeightsUnavailableError", "ChecksumError",
 ]

@@ -1,18 +1,23 @@
 """Helpers shared by the model factories: argument checks, torchvision's weight
-initialisation, and the pooled classifier head every image model ends with."""
+initialisation, the pooled classifier head every image model ends with, and atomic file
+writing."""
 
 from __future__ import annotations
+
+import contextlib
+import os
 
 import numpy as np
 
 from .. import nn
 
-__all__ = ["check_options", "torchvision_init", "ImageClassifier"]
+__all__ = ["check_options", "torchvision_init", "ImageClassifier", "atomic_open"]
 
 
 def check_options(model: str, num_classes=1000, dropout=0.0, width_mult=None,
-                  stochastic_depth_prob=None, in_channels=3) -> None:
-    """Refuse out-of-range factory arguments with a message naming the model and option."""
+                  stochastic_depth_prob=None, in_channels=3, width_name="width_mult") -> None:
+    """Refuse out-of-range factory arguments with a message naming the model and option
+    (``width_name``: what the model calls its width multiplier, e.g. V1's ``alpha``)."""
     if not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool) \
             or num_classes < 1:
         raise ValueError(f"{model}: num_classes must be an integer >= 1, got {num_classes!r}")
@@ -21,7 +26,7 @@ def check_options(model: str, num_classes=1000, dropout=0.0, width_mult=None,
     if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
         raise ValueError(f"{model}: dropout must be in [0, 1), got {dropout!r}")
     if width_mult is not None and not (isinstance(width_mult, (int, float)) and width_mult > 0):
-        raise ValueError(f"{model}: width_mult must be > 0, got {width_mult!r}")
+        raise ValueError(f"{model}: {width_name} must be > 0, got {width_mult!r}")
     p = stochastic_depth_prob
     if p is not None and not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0):
         raise ValueError(f"{model}: stochastic_depth_prob must be in [0, 1], "
@@ -90,12 +95,15 @@ class ImageClassifier(nn.Module):
 
     def _assemble(self, layers, classifier, rng, linear="normal"):
         """Set the children from the ``features`` layers and the ``classifier`` layers
-        (``classifier[0]`` sees the pooled features), then draw torchvision's weights."""
+        (``classifier[0]`` sees the pooled features), then draw torchvision's weights
+        (``linear`` as in :func:`torchvision_init`; None keeps the layers' own initial
+        weights, PyTorch's layer defaults, as MobileNetV1 has no torchvision recipe)."""
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.GlobalAvgPool2d()
         self.flatten = nn.Flatten()
         self.classifier = nn.Sequential(*classifier)
-        torchvision_init(self, rng, linear)
+        if linear is not None:
+            torchvision_init(self, rng, linear)
 
     def forward(self, x):
         # check here so a wrong image gets an error naming the model, not its first conv
@@ -106,3 +114,22 @@ class ImageClassifier(nn.Module):
     def backward(self, dy):
         return self.features.backward(self.avgpool.backward(
             self.flatten.backward(self.classifier.backward(dy))))
+
+
+@contextlib.contextmanager
+def atomic_open(path):
+    """``with atomic_open(path) as f: f.write(...)``: write a binary file that appears
+    under ``path`` only complete.
+
+    The data goes to ``path.<pid>.tmp`` in the same folder (so the final rename stays on
+    one file system, where ``os.replace`` is atomic), which is renamed over ``path`` when
+    the block ends without an error and removed when it raises (Ctrl-C included)."""
+    path = os.fspath(path)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

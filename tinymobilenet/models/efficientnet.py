@@ -41,6 +41,7 @@ import math
 
 from .. import nn
 from ._common import ImageClassifier, check_options
+from .pretrained import weights_entry, weights_names, with_weights
 
 __all__ = ["EfficientNet", "EFFICIENTNET_PARAMS", "EFFICIENTNET_STAGES", "compound_scaling",
            "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
@@ -104,11 +105,19 @@ class EfficientNet(ImageClassifier):
 
     ``width_mult``, ``depth_mult`` scale :data:`EFFICIENTNET_STAGES` (B0); ``norm_eps`` and
     ``norm_momentum`` are BatchNorm's.
+
+    The options TensorFlow's edge variant (EfficientNet-Lite,
+    :mod:`tinymobilenet.models.efficientnet_lite`) changes, defaults as in B0..B7:
+    ``activation`` (SiLU) everywhere, ``se_ratio`` (0.25; None for no
+    squeeze-and-excitation), ``padding`` of every conv (None: symmetric (K - 1) // 2;
+    ``"same"``: TensorFlow's SAME) and ``fix_stem_head`` (False; True keeps the stem at 32
+    and the head at 1280 channels and the first and last stage's repeats unscaled).
     """
 
     def __init__(self, width_mult=1.0, depth_mult=1.0, num_classes=1000, dropout=0.2,
                  stochastic_depth_prob=0.2, norm_eps=1e-5, norm_momentum=0.1, *,
-                 name="efficientnet", in_channels=3, rng=None, seed=0):
+                 name="efficientnet", in_channels=3, activation=nn.SiLU, se_ratio=0.25,
+                 padding=None, fix_stem_head=False, rng=None, seed=0):
         super().__init__()
         self.name = name
         check_options(name, num_classes, dropout, width_mult=width_mult,
@@ -122,11 +131,23 @@ class EfficientNet(ImageClassifier):
         def width(c):
             return nn.make_divisible(c * width_mult, 8)
 
-        stages = [(t, k, s, width(ci), width(co), int(math.ceil(n * depth_mult)))
-                  for t, k, s, ci, co, n in EFFICIENTNET_STAGES]
+        last = len(EFFICIENTNET_STAGES) - 1
+
+        def repeats(i, n):
+            if fix_stem_head and i in (0, last):
+                return n
+            return int(math.ceil(n * depth_mult))
+
+        stages = [(t, k, s, width(ci), width(co), repeats(i, n))
+                  for i, (t, k, s, ci, co, n) in enumerate(EFFICIENTNET_STAGES)]
+        if fix_stem_head:
+            # the first block takes what the fixed stem gives it (TensorFlow sizes its
+            # depthwise conv from the actual input, 32 channels, not from width(32))
+            stages[0] = stages[0][:3] + (32,) + stages[0][4:]
         total = sum(n for *_, n in stages)
+        conv = dict(activation_layer=activation, padding=padding)
         layers = [nn.Conv2dNormActivation(in_channels, stages[0][3], 3, stride=2,
-                                          activation_layer=nn.SiLU, rng=rng, **norm)]
+                                          rng=rng, **conv, **norm)]
         block_id = 0
         for t, k, s, c_in, c_out, n in stages:
             stage = []
@@ -135,40 +156,56 @@ class EfficientNet(ImageClassifier):
                 p = stochastic_depth_prob * block_id / total
                 stage.append(nn.MBConv(c_in if i == 0 else c_out, c_out, s if i == 0 else 1,
                                        expand_ratio=t, kernel_size=k, stochastic_depth_prob=p,
-                                       rng=rng, **norm))
+                                       se_ratio=se_ratio, activation=activation,
+                                       padding=padding, rng=rng, **norm))
                 block_id += 1
             layers.append(nn.Sequential(*stage))
         c_last = stages[-1][4]
-        head = 4 * c_last
-        layers.append(nn.Conv2dNormActivation(c_last, head, 1, activation_layer=nn.SiLU,
-                                              rng=rng, **norm))
+        head = 1280 if fix_stem_head else 4 * c_last
+        layers.append(nn.Conv2dNormActivation(c_last, head, 1, rng=rng, **conv, **norm))
         self.last_channel = head
         self._assemble(layers, [nn.Dropout(dropout, rng=rng),
                                 nn.Linear(head, num_classes, rng=rng)], rng, linear="uniform")
 
 
-def _efficientnet(name, num_classes, dropout, stochastic_depth_prob, seed, rng, in_channels):
-    width, depth, _, _ = EFFICIENTNET_PARAMS[name]
-    norm = _NORM_LARGE if name in ("efficientnet_b5", "efficientnet_b6",
-                                   "efficientnet_b7") else _NORM_SMALL
-    return EfficientNet(width, depth, num_classes, dropout, stochastic_depth_prob, name=name,
-                        in_channels=in_channels, rng=rng, seed=seed, **norm)
+def scaled_factory(name, table, model_class, doc, weights_options=None, **options):
+    """The public factory ``name`` of a scaled EfficientNet: ``table[name]`` gives its
+    (width, depth, resolution, dropout), the dropout being the factory's default, and
+    ``model_class(width, depth, ..., **options)`` builds it. Shared by B0..B7 and Lite0..4.
+    ``weights_options`` (e.g. ``{"by_order": True}``) tell ``pretrained.with_weights`` how
+    a published checkpoint's names map onto the model's."""
+    width, depth, _, default_dropout = table[name]
+
+    def factory(num_classes=1000, dropout=default_dropout, stochastic_depth_prob=0.2, *,
+                weights=None, progress=True, seed=0, rng=None, in_channels=3):
+        def build():
+            return model_class(width, depth, num_classes, dropout, stochastic_depth_prob,
+                               name=name, in_channels=in_channels, rng=rng, seed=seed,
+                               **options)
+        return with_weights(name, weights, build, progress=progress, num_classes=num_classes,
+                            in_channels=in_channels, **(weights_options or {}))
+
+    factory.__name__ = factory.__qualname__ = name
+    try:
+        names, default = weights_names(name), weights_entry(name)["name"]
+        about = (f"{', '.join(repr(n) for n in names)}, 'DEFAULT' (= {default!r}) or a path "
+                 f"to a ``.pth``/``.npz`` file; published weights need the default "
+                 f"``num_classes`` and ``in_channels``, are fetched once into the cache "
+                 f"(``progress``: a bar on stderr) and come back in training mode, as "
+                 f"torchvision's do: call ``.eval()`` for inference.")
+    except ValueError:                              # no published weights for this one
+        about = "or a path to a ``.pth``/``.npz`` file of this architecture."
+    factory.__doc__ = f"{doc}\n\n    ``weights``: None (random, from ``seed``), {about}"
+    return factory
 
 
 def _factory(name, params):
-    """The public factory ``name`` with the model's own dropout as its default."""
-    width, depth, resolution, default_dropout = EFFICIENTNET_PARAMS[name]
-
-    def factory(num_classes=1000, dropout=default_dropout, stochastic_depth_prob=0.2, *,
-                seed=0, rng=None, in_channels=3):
-        return _efficientnet(name, num_classes, dropout, stochastic_depth_prob, seed, rng,
-                             in_channels)
-
-    factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = (f"EfficientNet-{name[-2:].upper()} (width {width}, depth {depth}, "
-                       f"{resolution} px, dropout {default_dropout}): {params} trainable "
-                       f"parameters, torchvision's ``{name}``.")
-    return factory
+    width, depth, resolution, dropout = EFFICIENTNET_PARAMS[name]
+    norm = _NORM_LARGE if name in ("efficientnet_b5", "efficientnet_b6",
+                                   "efficientnet_b7") else _NORM_SMALL
+    doc = (f"EfficientNet-{name[-2:].upper()} (width {width}, depth {depth}, {resolution} px, "
+           f"dropout {dropout}): {params} trainable parameters, torchvision's ``{name}``.")
+    return scaled_factory(name, EFFICIENTNET_PARAMS, EfficientNet, doc, **norm)
 
 
 efficientnet_b0 = _factory("efficientnet_b0", "5,288,548")

@@ -58,6 +58,8 @@ def fold_batchnorm(model):
     float round-off, with fewer parameters. The original is untouched. Returns the copy.
     """
     folded = copy.deepcopy(model).eval()
+    # a BatchNorm fused with its activation folds into the conv; the activation stays
+    nn.unfuse_batchnorm_activation(folded)
     for module in folded.modules():
         if not isinstance(module, nn.Sequential):
             continue

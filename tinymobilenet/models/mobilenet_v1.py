@@ -23,6 +23,7 @@ is dropout, as in torchvision's MobileNetV2).
 from __future__ import annotations
 
 from .. import nn
+from ._common import ImageClassifier, check_options
 
 __all__ = ["MobileNetV1", "mobilenet_v1", "V1_BLOCKS"]
 
@@ -31,20 +32,19 @@ V1_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
              (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
 
 
-class MobileNetV1(nn.Module):
-    """MobileNetV1: x (N, 3, H, W) -> logits (N, num_classes). See the module docstring."""
+class MobileNetV1(ImageClassifier):
+    """MobileNetV1: x (N, in_channels, H, W) -> logits (N, num_classes). See the module
+    docstring. ``last_channel`` is the width of the features the classifier sees."""
+
+    name = "mobilenet_v1"
 
     def __init__(self, alpha=1.0, num_classes=1000, dropout=0.0, in_channels=3, *,
                  rng=None, seed=0):
         super().__init__()
-        if not alpha > 0:
-            raise ValueError(f"mobilenet_v1: alpha must be > 0, got {alpha}")
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"mobilenet_v1: num_classes must be an integer >= 1, got {num_classes!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"mobilenet_v1: dropout must be in [0, 1), got {dropout}")
+        check_options(self.name, num_classes, dropout, width_mult=alpha, in_channels=in_channels,
+                      width_name="alpha")
         rng = nn.make_rng(rng, seed)
-        self.alpha, self.num_classes = alpha, num_classes
+        self.alpha, self.num_classes, self.in_channels = alpha, num_classes, in_channels
 
         def width(c):
             return max(1, int(c * alpha))
@@ -56,19 +56,10 @@ class MobileNetV1(nn.Module):
             layers.append(nn.DepthwiseSeparable(c_in, width(c), stride=s,
                                                 activation_layer=nn.ReLU, rng=rng))
             c_in = width(c)
-        self.features = nn.Sequential(*layers)
-        self.avgpool = nn.GlobalAvgPool2d()
-        self.flatten = nn.Flatten()
-        self.classifier = nn.Sequential(nn.Dropout(dropout, rng=rng),
-                                        nn.Linear(c_in, num_classes, rng=rng))
-        self.last_channels = c_in
-
-    def forward(self, x):
-        return self.classifier(self.flatten(self.avgpool(self.features(x))))
-
-    def backward(self, dy):
-        return self.features.backward(self.avgpool.backward(
-            self.flatten.backward(self.classifier.backward(dy))))
+        self.last_channel = c_in
+        # the layers' own initial weights (PyTorch's defaults): the paper gives no recipe
+        self._assemble(layers, [nn.Dropout(dropout, rng=rng),
+                                nn.Linear(c_in, num_classes, rng=rng)], rng, linear=None)
 
 
 def mobilenet_v1(alpha=1.0, num_classes=1000, dropout=0.0, *, seed=0, rng=None, in_channels=3):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from .. import nn
 from ._common import ImageClassifier, check_options
+from .pretrained import with_weights
 
 __all__ = ["MobileNetV2", "mobilenet_v2", "V2_SETTING"]
 
@@ -67,11 +68,18 @@ class MobileNetV2(ImageClassifier):
                                 nn.Linear(last, num_classes, rng=rng)], rng, linear="normal")
 
 
-def mobilenet_v2(width_mult=1.0, num_classes=1000, dropout=0.2, *, seed=0, rng=None,
-                 in_channels=3):
+def mobilenet_v2(width_mult=1.0, num_classes=1000, dropout=0.2, *, weights=None,
+                 progress=True, seed=0, rng=None, in_channels=3):
     """MobileNetV2 with width multiplier ``width_mult`` (torchvision's ``mobilenet_v2``).
 
     3,504,872 trainable parameters at width 1.0; any input size >= 1 pixel works.
+    ``weights``: None (random, from ``seed``), ``"IMAGENET1K_V1"``, ``"IMAGENET1K_V2"``,
+    ``"DEFAULT"`` (= V2) or a path to a ``.pth``/``.npz`` file; published weights need
+    the default ``width_mult``, ``num_classes`` and ``in_channels``, are downloaded once
+    into the cache (``progress``: a bar on stderr) and come back in training mode, as
+    torchvision's do: call ``.eval()`` for inference. See :mod:`.pretrained`.
     """
-    return MobileNetV2(width_mult, num_classes, dropout, in_channels=in_channels, rng=rng,
-                       seed=seed)
+    return with_weights("mobilenet_v2", weights, lambda: MobileNetV2(
+        width_mult, num_classes, dropout, in_channels=in_channels, rng=rng, seed=seed),
+        progress=progress, width_mult=width_mult, num_classes=num_classes,
+        in_channels=in_channels)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from .. import nn
 from ._common import ImageClassifier, check_options
+from .pretrained import with_weights
 
 __all__ = ["MobileNetV3", "mobilenet_v3_small", "mobilenet_v3_large", "V3_LARGE", "V3_SMALL"]
 
@@ -107,15 +108,37 @@ class MobileNetV3(ImageClassifier):
                                 nn.Linear(hidden, num_classes, rng=rng)], rng, linear="normal")
 
 
-def mobilenet_v3_large(width_mult=1.0, num_classes=1000, dropout=0.2, *, seed=0, rng=None,
-                       in_channels=3):
+_WEIGHTS_DOC = """
+
+    ``weights``: None (random, from ``seed``), {names}, ``"DEFAULT"`` (= {default}) or a
+    path to a ``.pth``/``.npz`` file; published weights need the default ``width_mult``,
+    ``num_classes`` and ``in_channels``, are downloaded once into the cache (``progress``:
+    a bar on stderr) and come back in training mode, as torchvision's do: call ``.eval()``
+    for inference. See :mod:`.pretrained`.
+    """
+
+
+def _v3(arch, width_mult, num_classes, dropout, weights, progress, seed, rng, in_channels):
+    return with_weights(arch, weights, lambda: MobileNetV3(
+        arch, width_mult, num_classes, dropout, in_channels=in_channels, rng=rng, seed=seed),
+        progress=progress, width_mult=width_mult, num_classes=num_classes,
+        in_channels=in_channels)
+
+
+def mobilenet_v3_large(width_mult=1.0, num_classes=1000, dropout=0.2, *, weights=None,
+                       progress=True, seed=0, rng=None, in_channels=3):
     """MobileNetV3-Large (torchvision's ``mobilenet_v3_large``): 5,483,032 parameters."""
-    return MobileNetV3("mobilenet_v3_large", width_mult, num_classes, dropout,
-                       in_channels=in_channels, rng=rng, seed=seed)
+    return _v3("mobilenet_v3_large", width_mult, num_classes, dropout, weights, progress,
+               seed, rng, in_channels)
 
 
-def mobilenet_v3_small(width_mult=1.0, num_classes=1000, dropout=0.2, *, seed=0, rng=None,
-                       in_channels=3):
+def mobilenet_v3_small(width_mult=1.0, num_classes=1000, dropout=0.2, *, weights=None,
+                       progress=True, seed=0, rng=None, in_channels=3):
     """MobileNetV3-Small (torchvision's ``mobilenet_v3_small``): 2,542,856 parameters."""
-    return MobileNetV3("mobilenet_v3_small", width_mult, num_classes, dropout,
-                       in_channels=in_channels, rng=rng, seed=seed)
+    return _v3("mobilenet_v3_small", width_mult, num_classes, dropout, weights, progress,
+               seed, rng, in_channels)
+
+
+mobilenet_v3_large.__doc__ += _WEIGHTS_DOC.format(
+    names='``"IMAGENET1K_V1"``, ``"IMAGENET1K_V2"``', default="V2")
+mobilenet_v3_small.__doc__ += _WEIGHTS_DOC.format(names='``"IMAGENET1K_V1"``', default="V1")

@@ -1,20 +1,40 @@
-"""Saving and loading weights: NumPy ``.npz`` files and torchvision state dicts.
+"""Saving and loading weights: NumPy ``.npz`` files, PyTorch ``.pth`` files, and porting
+another implementation's names.
 
 A state dict is ``{dotted name: array}`` with PyTorch's names and layouts, so a torchvision
-state dict converted to NumPy (``{k: v.numpy() for k, v in sd.items()}``) is already one.
+state dict is already one: ``read_state_dict("mobilenet_v2-7ebf99e0.pth")`` reads it
+without torch (:mod:`tinymobilenet.models.pth`) and ``load_weights`` puts it in a model.
 
 Loading never runs code from a file: ``.npz`` files are read with ``allow_pickle=False``
-and ``.pth`` files with ``torch.load(..., weights_only=True)``.
+and ``.pth`` files through :mod:`.pth`'s restricted unpickler.
+
+Another implementation's state dict (TensorFlow ports, ``efficientnet_pytorch``, timm)
+holds the same tensors under other names. :func:`port_state_dict` renames it, by an
+explicit map or by order with every shape checked::
+
+    state = models.port_state_dict("lite0.pth", model, by_order=True)
+    state = models.port_state_dict(sd, model, {"fc.weight": "classifier.1.weight", ...})
+    state = models.port_state_dict(sd, model, lambda k: k.replace("fc.", "classifier.1."))
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
-__all__ = ["load_weights", "save_weights", "read_state_dict", "WeightsMismatchError"]
+from . import pth
+from ._common import atomic_open
+
+__all__ = ["load_weights", "save_weights", "read_state_dict", "port_state_dict",
+           "WeightsMismatchError"]
+
+#: file name endings read as PyTorch checkpoints (``.pth.tar`` and ``.ckpt`` are the
+#: names training scripts give torch.save files; they are not tar archives)
+PTH_SUFFIXES = (".pth", ".pt", ".pth.tar", ".ckpt")
+#: keys under which training checkpoints keep the model's state dict
+NESTED_KEYS = ("state_dict", "model_state_dict", "model")
 
 
 class WeightsMismatchError(ValueError):
@@ -29,10 +49,14 @@ def _to_numpy(value):
 
 
 def read_state_dict(path_or_dict) -> dict:
-    """``{name: ndarray}`` from a mapping, an ``.npz`` file, or a ``.pth``/``.pt`` file.
+    """``{name: ndarray}`` from a mapping, an ``.npz`` file, or a PyTorch checkpoint
+    (``.pth``, ``.pt``, ``.pth.tar``, ``.ckpt``; read without torch).
 
-    A ``.pth`` file needs torch; it must hold a state dict (a mapping of tensors), possibly
-    under a ``"state_dict"`` or ``"model"`` key as training checkpoints often store it.
+    A checkpoint may hold the state dict under ``"state_dict"``, ``"model_state_dict"``
+    or ``"model"``, as training scripts store it; an ``.npz`` written by the trainer
+    (``model/<key>`` arrays beside ``meta``) gives its model's weights. Keys keep the
+    file's order. A corrupt ``.pth`` raises :class:`~.pth.CheckpointFormatError`, one that
+    asks to run code :class:`~.pth.UnsafeCheckpointError` (both ``ValueError``).
     """
     if isinstance(path_or_dict, Mapping):
         return {str(k): _to_numpy(v) for k, v in path_or_dict.items()}
@@ -42,37 +66,118 @@ def read_state_dict(path_or_dict) -> dict:
     path = os.fspath(path_or_dict)
     if not os.path.exists(path):
         raise FileNotFoundError(f"load_weights: no such file: {path}")
-    ext = os.path.splitext(path)[1].lower()
-    if ext == ".npz":
+    name = os.path.basename(path).lower()
+    if name.endswith(".npz"):
         with np.load(path, allow_pickle=False) as f:        # never unpickle: no code runs
-            return {k: f[k] for k in f.files}
-    if ext in (".pth", ".pt"):
-        try:
-            import torch
-        except ImportError:
-            raise ImportError(f"load_weights: reading {path} needs PyTorch (not installed); "
-                              f"convert it elsewhere with np.savez(out, **{{k: v.numpy() "
-                              f"for k, v in sd.items()}}) and load the .npz") from None
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model"):
+            state = {k: f[k] for k in f.files}
+        if "meta" in state and any(k.startswith("model/") for k in state):
+            # a trainer checkpoint (train.save_checkpoint): the model's part only
+            return {k[len("model/"):]: v for k, v in state.items() if k.startswith("model/")}
+        return state
+    if name.endswith(PTH_SUFFIXES):
+        obj = pth.load(path)
+        for key in NESTED_KEYS:
             if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
                 obj = obj[key]
+                break
         if not isinstance(obj, Mapping):
-            raise TypeError(f"load_weights: {path} holds a {type(obj).__name__}, not a state dict")
-        return read_state_dict(obj)
-    raise ValueError(f"load_weights: unknown file type {ext!r} ({path}); expected .npz, "
-                     f".pth or .pt")
+            raise pth.CheckpointFormatError(f"{path}: holds a {type(obj).__name__}, not a "
+                                            f"state dict")
+        bad = next((k for k, v in obj.items() if not isinstance(v, np.ndarray)), None)
+        if bad is not None:
+            raise pth.CheckpointFormatError(f"{path}: entry {bad!r} is a "
+                                            f"{type(obj[bad]).__name__}, not a tensor")
+        return {str(k): v for k, v in obj.items()}
+    raise ValueError(f"load_weights: unknown file type {os.path.splitext(path)[1]!r} "
+                     f"({path}); expected .npz, .pth or .pt")
 
 
 def _optional(key):
+    # BatchNorm's step counter: torch saves it, nothing here reads it
     return key.endswith("num_batches_tracked")
 
 
-def load_weights(model, path_or_dict, strict: bool = True):
+def _label(model):
+    return getattr(model, "name", type(model).__name__)
+
+
+def port_state_dict(source, model, name_map=None, *, by_order=False) -> dict:
+    """Rename the state dict ``source`` (a mapping or a file :func:`read_state_dict`
+    reads) into ``model``'s names and return it, ready for :func:`load_weights`.
+
+    Exactly one way of pairing names:
+
+    ``name_map``  a dict ``{source name: model name}`` (names not in it are kept as they
+                  are; a value None drops the entry) or a callable ``source name -> model
+                  name or None``. Every renamed entry must exist in the model with the
+                  same shape; a name sent twice is an error.
+    ``by_order``  the i-th source entry becomes the i-th model entry, for implementations
+                  that build the same layers in the same order under other names. Every
+                  pair's shapes must agree and the counts must be equal; the error names
+                  the first mismatch (index, source key and shape, model key and shape).
+                  Equal shapes cannot catch two same-shaped tensors in swapped order
+                  (weight and bias of one BatchNorm are in the same order everywhere).
+
+    ``num_batches_tracked`` entries are left out on both sides. Values keep their dtype
+    (``load_weights`` casts them). Raises :class:`WeightsMismatchError`.
+    """
+    if (name_map is None) == (not by_order):
+        raise TypeError("port_state_dict: give either name_map or by_order=True")
+    state = {k: v for k, v in read_state_dict(source).items() if not _optional(k)}
+    target = {k: tuple(v.shape) for k, v in model.state_dict().items() if not _optional(k)}
+    label = _label(model)
+    if by_order:
+        return _port_by_order(state, target, label)
+    rename = name_map if callable(name_map) else (lambda k: name_map.get(k, k))
+    if not callable(name_map) and not isinstance(name_map, Mapping):
+        raise TypeError(f"port_state_dict: name_map must be a dict or a callable, got "
+                        f"{type(name_map).__name__}")
+    out, came_from = {}, {}
+    for key, value in state.items():
+        new = rename(key)
+        if new is None:
+            continue
+        if new in came_from:
+            raise WeightsMismatchError(f"port_state_dict: both '{came_from[new]}' and '{key}' "
+                                       f"are sent to {label} key '{new}'")
+        if new != key and new not in target:
+            raise WeightsMismatchError(f"port_state_dict: '{key}' is sent to '{new}', which "
+                                       f"{label} does not have")
+        if new in target and tuple(np.shape(value)) != target[new]:
+            raise WeightsMismatchError(
+                f"port_state_dict: source '{key}' {tuple(np.shape(value))} does not fit "
+                f"{label} '{new}' {target[new]}")
+        out[new], came_from[new] = value, key
+    return out
+
+
+def _port_by_order(state, target, label):
+    src, dst = list(state.items()), list(target.items())
+    for i, ((key, value), (new, shape)) in enumerate(zip(src, dst)):
+        if tuple(np.shape(value)) != shape:
+            raise WeightsMismatchError(
+                f"port_state_dict: entry #{i} differs: source '{key}' "
+                f"{tuple(np.shape(value))} vs {label} '{new}' {shape}")
+    if len(src) != len(dst):
+        n = min(len(src), len(dst))
+        side, (key, shape) = ("source", (src[n][0], tuple(np.shape(src[n][1])))) \
+            if len(src) > n else (label, dst[n])
+        raise WeightsMismatchError(
+            f"port_state_dict: the source has {len(src)} entries, {label} {len(dst)} "
+            f"(num_batches_tracked left out); the first without a partner is #{n}, "
+            f"{side} '{key}' {shape}")
+    return {new: value for (_, value), (new, _) in zip(src, dst)}
+
+
+def load_weights(model, path_or_dict, strict: bool = True, *,
+                 name_map: Mapping | Callable | None = None, by_order: bool = False):
     """Load weights into ``model`` (in place) and return it.
 
-    ``path_or_dict``: a mapping ``{name: array or tensor}``, an ``.npz`` file written by
-    :func:`save_weights`, or (with torch installed) a torchvision ``.pth`` state dict.
+    ``path_or_dict``: a mapping ``{name: array or tensor}``, an ``.npz`` file (written by
+    :func:`save_weights` or the trainer), or a PyTorch ``.pth``/``.pt`` file (read
+    without torch, see :func:`read_state_dict`). ``name_map`` / ``by_order``: the weights
+    use another implementation's names; they are renamed first by
+    :func:`port_state_dict`.
 
     Keys are compared in the model's order and the *first* mismatch is reported:
     ``WeightsMismatchError: mobilenet_v2: key 'features.1.conv.1.weight' has shape (24,)
@@ -80,9 +185,12 @@ def load_weights(model, path_or_dict, strict: bool = True):
     keys are skipped (a wrong shape is still an error). ``num_batches_tracked`` is optional
     either way. Values are cast to the model's dtype.
     """
-    state = read_state_dict(path_or_dict)
+    if name_map is not None or by_order:
+        state = port_state_dict(path_or_dict, model, name_map, by_order=by_order)
+    else:
+        state = read_state_dict(path_or_dict)
     expected = model.state_dict()
-    label = getattr(model, "name", type(model).__name__)
+    label = _label(model)
     summary = f"(the model has {len(expected)} keys, the weights {len(state)})"
     for key, target in expected.items():
         if key not in state:
@@ -108,9 +216,13 @@ def load_weights(model, path_or_dict, strict: bool = True):
 
 def save_weights(model, path):
     """Write ``model.state_dict()`` to an uncompressed ``.npz`` (keys in state-dict order)
-    and return the path. Reload with :func:`load_weights`."""
+    and return the path. Reload with :func:`load_weights`.
+
+    Written to a temporary file in the same folder and renamed, so an interrupted save
+    never leaves half a file under ``path``."""
     path = os.fspath(path)
     if not path.endswith(".npz"):
         path += ".npz"                   # what np.savez would do silently
-    np.savez(path, **model.state_dict())
+    with atomic_open(path) as f:
+        np.savez(f, **model.state_dict())
     return path

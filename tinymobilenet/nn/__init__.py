@@ -4,7 +4,7 @@ Every module has ``forward(x) -> y`` (also ``module(x)``) and ``backward(dy) -> 
 which stores dL/dparam in each parameter's ``.grad``.
 """
 
-from .module import DEFAULT_DTYPE, Module, Parameter, Sequential, unfused
+from .module import DEFAULT_DTYPE, Module, Parameter, Sequential
 from .layers import (BatchNorm1d, BatchNorm2d, Conv2d, DepthwiseConv2d, Dropout, Flatten,
                      GlobalAvgPool2d, Identity, Linear, PointwiseConv2d, check_input, make_rng)
 from .activations import (ACTIVATIONS, HardSigmoid, Hardsigmoid, HardSwish, Hardswish, ReLU,
@@ -13,9 +13,13 @@ from .loss import CrossEntropyLoss
 from .blocks import (Conv2dNormActivation, DepthwiseSeparable, InvertedResidual, MBConv,
                      SqueezeExcitation, StochasticDepth, make_divisible)
 from .dense import *  # noqa: F401,F403  (GroupedLinear and the 1-D blocks)
+from .fusion import (BatchNormAct1d, BatchNormAct2d, fuse_batchnorm_activation, fused,
+                     unfuse_batchnorm_activation, unfused)
 
 __all__ = [
-    "DEFAULT_DTYPE", "Module", "Parameter", "Sequential", "unfused",
+    "DEFAULT_DTYPE", "Module", "Parameter", "Sequential",
+    "BatchNormAct1d", "BatchNormAct2d", "fuse_batchnorm_activation",
+    "unfuse_batchnorm_activation", "fused", "unfused",
     "Conv2d", "DepthwiseConv2d", "PointwiseConv2d", "BatchNorm2d", "BatchNorm1d",
     "Linear", "GlobalAvgPool2d", "Flatten", "Dropout", "Identity",
     "ReLU", "ReLU6", "Sigmoid", "HardSigmoid", "HardSwish", "SiLU", "Hardsigmoid", "Hardswish",

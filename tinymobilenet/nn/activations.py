@@ -1,4 +1,7 @@
-"""Activation layers (no parameters). Any shape in, same shape and dtype out."""
+"""Activation layers (no parameters). Any shape in, same shape and dtype out.
+
+Each layer calls its pair in :mod:`tinymobilenet.functional.activations`, whose
+docstrings give the derivative."""
 
 from __future__ import annotations
 
@@ -13,9 +16,6 @@ __all__ = ["ReLU", "ReLU6", "Sigmoid", "HardSigmoid", "HardSwish", "SiLU",
 class _Activation(Module):
     _forward = _backward = None
     kinks: tuple = ()      # inputs where the derivative jumps (gradient checks avoid them)
-    # (lo, hi) when the activation is clip(x, lo, hi) (hi None: no upper bound), which a
-    # BatchNorm before it can apply in its own pass (see Sequential); None otherwise
-    clip: tuple | None = None
 
     def __init__(self, inplace: bool = False):
         # ``inplace`` is accepted for PyTorch compatibility; NumPy layers here never
@@ -33,38 +33,39 @@ class _Activation(Module):
 
 
 class ReLU(_Activation):
-    """max(x, 0)."""
+    """``max(x, 0)``; derivative 1 where x > 0, else 0."""
     kinks = (0.0,)
-    clip = (0.0, None)
     _forward, _backward = staticmethod(F.relu_forward), staticmethod(F.relu_backward)
 
 
 class ReLU6(_Activation):
-    """min(max(x, 0), 6) (MobileNetV1/V2)."""
+    """``min(max(x, 0), 6)`` (MobileNetV1/V2); derivative 1 on 0 < x < 6, else 0."""
     kinks = (0.0, 6.0)
-    clip = (0.0, 6.0)
     _forward, _backward = staticmethod(F.relu6_forward), staticmethod(F.relu6_backward)
 
 
 class Sigmoid(_Activation):
-    """1 / (1 + exp(-x)) (squeeze-and-excitation gate of EfficientNet)."""
+    """``s = 1 / (1 + exp(-x))`` (EfficientNet's squeeze-and-excitation gate);
+    derivative s (1 - s)."""
     _forward, _backward = staticmethod(F.sigmoid_forward), staticmethod(F.sigmoid_backward)
 
 
 class HardSigmoid(_Activation):
-    """relu6(x + 3) / 6 (MobileNetV3's SE gate)."""
+    """``relu6(x + 3) / 6`` (MobileNetV3's SE gate); derivative 1/6 on -3 < x < 3, else 0."""
     kinks = (-3.0, 3.0)
     _forward, _backward = staticmethod(F.hardsigmoid_forward), staticmethod(F.hardsigmoid_backward)
 
 
 class HardSwish(_Activation):
-    """x * relu6(x + 3) / 6 (MobileNetV3)."""
+    """``x * relu6(x + 3) / 6`` (MobileNetV3); derivative 0 below -3, (2x + 3)/6 between,
+    1 above 3."""
     kinks = (-3.0, 3.0)
     _forward, _backward = staticmethod(F.hardswish_forward), staticmethod(F.hardswish_backward)
 
 
 class SiLU(_Activation):
-    """x * sigmoid(x), a.k.a. swish (EfficientNet)."""
+    """``x * sigmoid(x)``, a.k.a. swish (EfficientNet); derivative s (1 + x (1 - s)),
+    s = sigmoid(x)."""
     _forward, _backward = staticmethod(F.silu_forward), staticmethod(F.silu_backward)
 
 

@@ -13,8 +13,7 @@ Child names match torchvision's, so the state-dict keys do too.
 
 from __future__ import annotations
 
-import numpy as np
-
+from .. import functional as F
 from .activations import HardSigmoid, ReLU, ReLU6, Sigmoid, SiLU, get_activation
 from .layers import (BatchNorm2d, Conv2d, DepthwiseConv2d, PointwiseConv2d, check_input,
                      make_rng)
@@ -38,6 +37,9 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> 
 
 class Conv2dNormActivation(Sequential):
     """conv(K, stride, groups, padding (K-1)//2) -> BatchNorm2d -> activation.
+
+    ``padding`` overrides the conv's padding (an integer, or ``"same"`` for TensorFlow's
+    SAME).
 
     x: (N, C_in, H, W) -> (N, C_out, Ho, Wo). Children "0" (conv), "1" (BN), "2"
     (activation, absent when ``activation_layer`` is None), as in torchvision. The conv has
@@ -120,21 +122,18 @@ class SqueezeExcitation(Module):
 
     def forward(self, x):
         check_input(self._label(), x, self.input_channels, dtype=self.fc1.weight.data.dtype)
-        pooled = x.mean(axis=(2, 3), keepdims=True)                         # (N, C, 1, 1)
+        pooled, pool_cache = F.global_avg_pool_forward(x, keepdims=True)    # (N, C, 1, 1)
         scale = self.scale_activation(self.fc2(self.activation(self.fc1(pooled))))
-        self._cache = (x, scale)
-        return x * scale                                                     # broadcast
+        y, excite_cache = F.excite_forward(x, scale)                        # x * scale
+        self._cache = (pool_cache, excite_cache)
+        return y
 
     def backward(self, dy):
-        x, scale = self._cached(self._cache)
-        N, C, H, W = x.shape
-        # y = x * s: the gate sees the sum over the pixels it multiplied
-        dscale = np.einsum("nchw,nchw->nc", dy, x).reshape(N, C, 1, 1)      # no product array
+        pool_cache, excite_cache = self._cached(self._cache)
+        dx, dscale = F.excite_backward(dy, excite_cache)                    # the product's path
         dpooled = self.fc1.backward(self.activation.backward(
             self.fc2.backward(self.scale_activation.backward(dscale))))     # (N, C, 1, 1)
-        dx = dy * scale
-        dx += dpooled / (H * W)                                              # mean's backward
-        return dx
+        return F.global_avg_pool_backward(dpooled, pool_cache, out=dx)      # + the gate's path
 
 
 class StochasticDepth(Module):
@@ -155,21 +154,20 @@ class StochasticDepth(Module):
     def extra_repr(self):
         return f"p={self.p}"
 
+    @property
+    def mask(self):
+        """The per-sample mask (N, 1, ...) of the last forward: 0 for a dropped branch,
+        1/(1-p) for a kept one; None when that forward was the identity (eval, p = 0)."""
+        return self._cached(self._mask, "mask")[0]
+
     def forward(self, x):
-        if not self.training or self.p == 0.0:
-            self._mask = 1
-            return x
-        survival = 1.0 - self.p
-        keep = self.rng.random(x.shape[0]) < survival
-        mask = keep.astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
-        if survival > 0:
-            mask /= survival
-        self._mask = mask
-        return x * mask
+        y, mask = F.stochastic_depth_forward(x, self.p, self.training, self.rng)
+        self._mask = (mask,)                     # a tuple: None is a valid (eval) mask
+        return y
 
     def backward(self, dy):
-        mask = self._cached(self._mask)
-        return dy if isinstance(mask, int) else dy * mask
+        (mask,) = self._cached(self._mask)
+        return F.stochastic_depth_backward(dy, mask)
 
 
 class InvertedResidual(Module):
@@ -188,6 +186,8 @@ class InvertedResidual(Module):
     bottlenecks, not the wide expansions.
 
     ``expanded_channels`` E defaults to ``round(C_in * expand_ratio)`` (torchvision V2).
+    ``padding`` of every conv: None for PyTorch's symmetric (K - 1) // 2, ``"same"`` for
+    TensorFlow's SAME (what TF-trained weights such as EfficientNet-Lite's need).
     ``layout="v2"`` names the children ``conv.{0,1,...}`` with the projection as separate
     conv and BN entries (torchvision's MobileNetV2); ``layout="v3"`` names them
     ``block.{0,1,...}`` with the projection as a Conv2dNormActivation (MobileNetV3,
@@ -197,7 +197,7 @@ class InvertedResidual(Module):
     def __init__(self, in_channels, out_channels, stride=1, expand_ratio=6.0, kernel_size=3,
                  activation=ReLU6, se_channels=None, se_activation=ReLU,
                  se_gate=HardSigmoid, expanded_channels=None, norm_eps=1e-5,
-                 norm_momentum=0.1, layout="v2", *, rng=None, seed=0):
+                 norm_momentum=0.1, layout="v2", padding=None, *, rng=None, seed=0):
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"InvertedResidual: stride must be 1 or 2, got {stride}")
@@ -209,7 +209,7 @@ class InvertedResidual(Module):
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.expanded_channels = E
         self.use_res_connect = stride == 1 and in_channels == out_channels
-        bn = dict(norm_eps=norm_eps, norm_momentum=norm_momentum)
+        bn = dict(norm_eps=norm_eps, norm_momentum=norm_momentum, padding=padding)
         layers = []
         if E != in_channels:
             layers.append(Conv2dNormActivation(in_channels, E, 1, activation_layer=activation,
@@ -219,7 +219,7 @@ class InvertedResidual(Module):
         if se_channels:
             layers.append(SqueezeExcitation(E, se_channels, se_activation, se_gate, rng=rng))
         if layout == "v2":
-            layers += [Conv2d(E, out_channels, 1, bias=False, rng=rng),
+            layers += [Conv2d(E, out_channels, 1, padding=padding or 0, bias=False, rng=rng),
                        BatchNorm2d(out_channels, eps=norm_eps, momentum=norm_momentum)]
             self.conv = Sequential(*layers)
             object.__setattr__(self, "_body", self.conv)      # an alias, not a child
@@ -254,10 +254,15 @@ class MBConv(InvertedResidual):
     """EfficientNet's mobile inverted bottleneck (torchvision layout, children ``block``
     and ``stochastic_depth``).
 
-    E = make_divisible(C_in * expand_ratio, 8); SE squeezes to max(1, C_in // 4) with SiLU
-    and a sigmoid gate (sized from the block *input*, not from E as in MobileNetV3);
-    activation SiLU; stochastic depth on the residual branch, so it only acts when the
-    block has a residual (stride 1 and C_in == C_out).
+    E = make_divisible(C_in * expand_ratio, 8); SE squeezes to max(1, int(C_in * se_ratio))
+    channels (C_in // 4 at the default 0.25) with the block's activation and a sigmoid
+    gate (sized from the block *input*, not from E as in MobileNetV3); ``activation``
+    SiLU; stochastic depth on the residual branch, so it only acts when the block has a
+    residual (stride 1 and C_in == C_out).
+
+    EfficientNet-Lite's variant: ``se_ratio=None`` (no squeeze-and-excitation),
+    ``activation=ReLU6``, ``padding="same"``; the block is then expand -> depthwise ->
+    project (children ``block.0 ... block.2``, or two without the expansion).
 
     BatchNorm: torchvision's EfficientNet-B0..B4 use PyTorch's defaults (eps=1e-5,
     momentum=0.1), B5..B7 use eps=1e-3, momentum=0.01; the model passes the right pair.
@@ -265,12 +270,14 @@ class MBConv(InvertedResidual):
 
     def __init__(self, in_channels, out_channels, stride=1, expand_ratio=6.0, kernel_size=3,
                  stochastic_depth_prob=0.0, se_ratio=0.25, norm_eps=1e-5, norm_momentum=0.1,
-                 *, rng=None, seed=0):
+                 activation=SiLU, padding=None, *, rng=None, seed=0):
         rng = make_rng(rng, seed)
         E = make_divisible(in_channels * expand_ratio, 8)
+        se_channels = max(1, int(in_channels * se_ratio)) if se_ratio else None
         super().__init__(in_channels, out_channels, stride, kernel_size=kernel_size,
-                         activation=SiLU, se_channels=max(1, int(in_channels * se_ratio)),
-                         se_activation=SiLU, se_gate=Sigmoid, expanded_channels=E,
-                         norm_eps=norm_eps, norm_momentum=norm_momentum, layout="v3", rng=rng)
+                         activation=activation, se_channels=se_channels,
+                         se_activation=activation, se_gate=Sigmoid, expanded_channels=E,
+                         norm_eps=norm_eps, norm_momentum=norm_momentum, layout="v3",
+                         padding=padding, rng=rng)
         self.stochastic_depth = StochasticDepth(stochastic_depth_prob, rng=rng)
         object.__setattr__(self, "_skip", self.stochastic_depth)

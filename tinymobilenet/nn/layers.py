@@ -64,6 +64,11 @@ class Conv2d(Module):
     x: (N, C_in, H, W) -> y: (N, C_out, Ho, Wo),  Ho = (H + 2*padding - K) // stride + 1
     weight: (C_out, C_in // groups, K, K), bias: (C_out,)
 
+    ``padding="same"`` is TensorFlow's SAME padding: Ho = ceil(H / stride), with the odd
+    row/column of zeros (if any) at the bottom/right, what TF-trained weights expect
+    (:mod:`tinymobilenet.functional.same_pad`). For stride 1 and odd K it equals
+    ``padding=(K - 1) // 2``; for stride 2 on even sizes no integer padding does.
+
     The kernel is chosen from the shape: groups == C_in == C_out runs the depthwise kernel,
     a 1x1 stride-1 unpadded ungrouped convolution runs the pointwise matmul, anything else
     runs im2col + matmul. All three compute the same function.
@@ -78,16 +83,24 @@ class Conv2d(Module):
             kernel_size = kernel_size[0]
         for name, v, lo in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
                             ("kernel_size", kernel_size, 1), ("stride", stride, 1),
-                            ("padding", padding, 0), ("groups", groups, 1)):
+                            ("groups", groups, 1)):
             if not isinstance(v, (int, np.integer)) or v < lo:
                 raise ValueError(f"Conv2d: {name} must be an integer >= {lo}, got {v!r}")
+        if isinstance(padding, str):
+            if padding != "same":
+                raise ValueError(f"Conv2d: padding must be an integer >= 0 or \"same\" "
+                                 f"(TensorFlow's SAME), got {padding!r}")
+        elif not isinstance(padding, (int, np.integer)) or padding < 0:
+            raise ValueError(f"Conv2d: padding must be an integer >= 0 or \"same\", "
+                             f"got {padding!r}")
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"Conv2d({in_channels}->{out_channels}): groups={groups} must divide both "
                 f"in_channels={in_channels} and out_channels={out_channels}"
             )
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size, self.stride, self.padding = int(kernel_size), int(stride), int(padding)
+        self.kernel_size, self.stride = int(kernel_size), int(stride)
+        self.padding = padding if padding == "same" else int(padding)
         self.groups = int(groups)
         rng = make_rng(rng, seed)
         fan_in = (in_channels // groups) * kernel_size * kernel_size
@@ -101,17 +114,23 @@ class Conv2d(Module):
     def _pick_kernel(self) -> str:
         if self.groups == self.in_channels == self.out_channels and self.groups > 1:
             return "depthwise"
-        if (self.kernel_size == 1 and self.stride == 1 and self.padding == 0
+        # a 1x1 kernel never pads under "same" either: (Ho - 1) * 1 + 1 - H = 0
+        if (self.kernel_size == 1 and self.stride == 1 and self.padding in (0, "same")
                 and self.groups == 1):
             return "pointwise"
         return "im2col"
+
+    @property
+    def same(self) -> bool:
+        """True for TensorFlow's SAME padding (``padding="same"``)."""
+        return self.padding == "same"
 
     def _label(self):
         return f"{type(self).__name__}({self.in_channels}->{self.out_channels})"
 
     def extra_repr(self):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}, padding={self.padding}")
+             f"stride={self.stride}, padding={self.padding!r}")
         if self.groups != 1:
             s += f", groups={self.groups}"
         if self.bias is None:
@@ -122,6 +141,8 @@ class Conv2d(Module):
         """(N, C_out, Ho, Wo) for an input of ``input_shape`` (N, C_in, H, W)."""
         N, C, H, W = input_shape
         K, s, p = self.kernel_size, self.stride, self.padding
+        if self.same:
+            return (N, self.out_channels, F.same_output_size(H, s), F.same_output_size(W, s))
         try:
             Ho, Wo = F.conv_output_size(H, K, s, p), F.conv_output_size(W, K, s, p)
         except ValueError as e:
@@ -133,10 +154,14 @@ class Conv2d(Module):
         self.output_shape(x.shape)                       # clear error if K > padded input
         w = self.weight.data
         b = None if self.bias is None else self.bias.data
-        if self._kind == "depthwise":
-            y, cache = F.depthwise_conv2d_forward(x, w, b, self.stride, self.padding)
-        elif self._kind == "pointwise":
+        if self._kind == "pointwise":
             y, cache = F.pointwise_conv2d_forward(x, w, b)
+        elif self._kind == "depthwise" and self.same:
+            y, cache = F.depthwise_conv2d_same_forward(x, w, b, self.stride)
+        elif self._kind == "depthwise":
+            y, cache = F.depthwise_conv2d_forward(x, w, b, self.stride, self.padding)
+        elif self.same:
+            y, cache = F.conv2d_same_forward(x, w, b, self.stride, self.groups)
         else:
             y, cache = F.conv2d_forward(x, w, b, self.stride, self.padding, self.groups)
         self._cache = cache
@@ -144,10 +169,14 @@ class Conv2d(Module):
 
     def backward(self, dy):
         cache = self._cached(self._cache)
-        if self._kind == "depthwise":
-            dx, dw, db = F.depthwise_conv2d_backward(dy, cache)
-        elif self._kind == "pointwise":
+        if self._kind == "pointwise":
             dx, dw, db = F.pointwise_conv2d_backward(dy, cache)
+        elif self._kind == "depthwise" and self.same:
+            dx, dw, db = F.depthwise_conv2d_same_backward(dy, cache)
+        elif self._kind == "depthwise":
+            dx, dw, db = F.depthwise_conv2d_backward(dy, cache)
+        elif self.same:
+            dx, dw, db = F.conv2d_same_backward(dy, cache)
         else:
             dx, dw, db = F.conv2d_backward(dy, cache)
         self.weight.grad = dw
@@ -161,6 +190,7 @@ class DepthwiseConv2d(Conv2d):
 
     x: (N, C, H, W) -> y: (N, C, Ho, Wo). Cost: K*K*C*Ho*Wo multiply-accumulates, a factor
     C_out smaller than a full convolution; it mixes space but not channels.
+    ``padding="same"``: TensorFlow's SAME, as in :class:`Conv2d`.
     """
 
     def __init__(self, channels, kernel_size, stride=1, padding=0, bias=False, *,
@@ -174,7 +204,7 @@ class DepthwiseConv2d(Conv2d):
 
     def extra_repr(self):
         s = f"{self.in_channels}, kernel_size={self.kernel_size}, stride={self.stride}, " \
-            f"padding={self.padding}"
+            f"padding={self.padding!r}"
         return s + (", bias=True" if self.bias is not None else "")
 
 
@@ -218,13 +248,13 @@ class _BatchNorm(Module):
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
-    # a following ReLU/ReLU6 can run inside this layer's pass (see Sequential)
-    fuses_activation = True
+    def forward(self, x):
+        return self._normalize(x)
 
-    def forward(self, x, clip=None):
-        """``clip=(lo, hi)`` also clips the output: BN and a following ReLU (``(0, None)``)
-        or ReLU6 (``(0, 6)``) in one pass; backward then expects the gradient of the
-        clipped output (:func:`tinymobilenet.functional.batchnorm_forward`)."""
+    def _normalize(self, x, clip=None):
+        """The forward pass; ``clip=(lo, hi)`` also clips the output in the same pass (a
+        fused ReLU/ReLU6, see :mod:`.fusion`), and backward then expects the gradient of
+        the clipped output (:func:`tinymobilenet.functional.batchnorm_forward`)."""
         check_input(self._label(), x, self.num_features, ndim=self._ndim,
                     dtype=self.weight.data.dtype, axes=self._axes)
         y, self._cache = F.batchnorm_forward(

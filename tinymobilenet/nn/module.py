@@ -13,12 +13,11 @@ result, there is no accumulation across calls).
 from __future__ import annotations
 
 from collections import OrderedDict
-from contextlib import contextmanager
 from typing import Iterator
 
 import numpy as np
 
-__all__ = ["Parameter", "Module", "Sequential", "unfused", "DEFAULT_DTYPE"]
+__all__ = ["Parameter", "Module", "Sequential", "DEFAULT_DTYPE"]
 
 DEFAULT_DTYPE = np.float32
 
@@ -238,18 +237,7 @@ class Module:
 
 
 class Sequential(Module):
-    """Modules applied in order; children are named "0", "1", ... as in PyTorch.
-
-    A BatchNorm directly followed by a ReLU or ReLU6 runs as one fused step: the BN
-    clips its own output (``BatchNorm2d.forward(x, clip=act.clip)``) while each tile is
-    in cache, and its backward applies the activation's mask first. The arithmetic per
-    element is that of the two layers apart (the tests compare them to round-off); the fused
-    step saves the activation's separate pass over memory and its output array, each way.
-    ``Sequential.fuse = False`` (or ``seq.fuse = False`` on one instance) runs every
-    layer on its own; the activation module is then called as usual.
-    """
-
-    fuse = True
+    """Modules applied in order; children are named "0", "1", ... as in PyTorch."""
 
     def __init__(self, *modules: Module):
         super().__init__()
@@ -270,51 +258,12 @@ class Sequential(Module):
     def __iter__(self):
         return iter(self._modules.values())
 
-    def _steps(self):
-        """The children in order as (module, activation or None) steps: a BatchNorm and
-        the clip activation right after it form one step when ``fuse`` is on."""
-        mods, steps, i = list(self._modules.values()), [], 0
-        while i < len(mods):
-            m = mods[i]
-            act = mods[i + 1] if i + 1 < len(mods) else None
-            if (self.fuse and getattr(m, "fuses_activation", False)
-                    and getattr(act, "clip", None) is not None):
-                steps.append((m, act))
-                i += 2
-            else:
-                steps.append((m, None))
-                i += 1
-        return steps
-
     def forward(self, x):
-        self._plan = self._steps()
-        for m, act in self._plan:
-            x = m(x) if act is None else m.forward(x, clip=act.clip)
+        for m in self._modules.values():
+            x = m(x)
         return x
 
     def backward(self, dy):
-        # the steps the last forward took (unfused before any forward: each child then
-        # reports that it has nothing cached)
-        plan = self.__dict__.get("_plan") or [(m, None) for m in self._modules.values()]
-        for m, _ in reversed(plan):
+        for m in reversed(self._modules.values()):
             dy = m.backward(dy)
         return dy
-
-
-@contextmanager
-def unfused(module: Module):
-    """Inside this block every Sequential in ``module`` runs its layers one by one (no
-    BatchNorm + ReLU fusion), so each activation module is called and caches its own
-    input: what tools that look at single layers need (the counter, ``gradcheck``'s kink
-    test). The values are the same either way. Restores each Sequential's setting after."""
-    saved = [(m, m.__dict__.get("fuse")) for m in module.modules() if isinstance(m, Sequential)]
-    for m, _ in saved:
-        object.__setattr__(m, "fuse", False)
-    try:
-        yield module
-    finally:
-        for m, old in saved:
-            if old is None:
-                m.__dict__.pop("fuse", None)
-            else:
-                object.__setattr__(m, "fuse", old)

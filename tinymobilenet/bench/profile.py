@@ -1,0 +1,247 @@
+"""Where does the *time* go? ``python -m tinymobilenet.bench --profile MODEL``.
+
+The MobileNetV1 paper's Table 2 says where the Mult-Adds go: 95 % into the 1x1
+convolutions. This measures where the time goes, per layer type, beside each type's share
+of the MACs (from :mod:`tinymobilenet.count`).
+
+How it is measured: for the duration of the profile, the forward and backward of every
+module of the model are wrapped by timers (and restored afterwards). A module's
+*exclusive* time is its own time minus its children's: for a convolution or an
+activation all of it, for a squeeze-excitation block its pooling and gating, for an
+inverted residual its residual add, for a Sequential the Python that routes arrays
+between its children. Each exclusive time goes to one category:
+
+    standard conv, depthwise conv, pointwise conv   by the convolution's shape
+    batch norm                                      (with a fused ReLU/ReLU6, that too)
+    activation                                      outside squeeze-excitation
+    squeeze-excitation                              the whole SE block, its 1x1s included
+    pooling and linear                              the head
+    residual add                                    an inverted residual's own work,
+                                                    with its stochastic depth
+    loss and update                                 cross-entropy and the SGD step
+    other                                           containers' Python, dropout, flatten
+
+The sum of the parts is compared with the time of the same step without timers, and the
+difference (the timers' own cost) is reported as not attributed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from .. import nn
+
+__all__ = ["CATEGORIES", "profile", "format_profile", "plot_profile"]
+
+CATEGORIES = ("standard conv", "depthwise conv", "pointwise conv", "batch norm",
+              "activation", "squeeze-excitation", "pooling and linear", "residual add",
+              "loss and update", "other")
+
+# count's kinds (LayerCount.kind) of the layers that have MACs -> profile category
+_MAC_KIND = (("depthwise", "depthwise conv"), ("grouped", "standard conv"),
+             ("pointwise", "pointwise conv"), ("conv", "standard conv"),
+             ("SE", "squeeze-excitation"), ("fully connected", "pooling and linear"),
+             ("grouped dense", "pointwise conv"))
+
+_ACTIVATIONS = tuple(set(nn.ACTIVATIONS.values()))
+
+
+def _category(m, inside_se):
+    """The category of module ``m``'s exclusive time."""
+    if inside_se or isinstance(m, (nn.SqueezeExcitation, nn.DenseSqueezeExcitation)):
+        return "squeeze-excitation"
+    if isinstance(m, nn.Conv2d):
+        if m.groups > 1 and m.groups == m.in_channels == m.out_channels:
+            return "depthwise conv"
+        return "pointwise conv" if m.kernel_size == 1 and m.groups == 1 else "standard conv"
+    if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+        return "batch norm"
+    if isinstance(m, _ACTIVATIONS):
+        return "activation"
+    if isinstance(m, (nn.GlobalAvgPool2d, nn.Linear)):
+        return "pooling and linear"
+    if isinstance(m, (nn.InvertedResidual, nn.StochasticDepth)):
+        return "residual add"
+    return "other"
+
+
+class _Timers:
+    """Wraps every module's forward and backward with a timer; restores them on exit."""
+
+    def __init__(self, model):
+        self.inclusive = defaultdict(float)            # module id -> seconds
+        self.modules = list(model.named_modules())
+        self.wrapped = []
+
+    def _wrap(self, m, method):
+        inner = getattr(m, method)
+        key = id(m)
+        acc = self.inclusive
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                acc[key] += time.perf_counter() - t0
+
+        object.__setattr__(m, method, timed)            # an instance attribute, removed below
+        self.wrapped.append((m, method))
+
+    def __enter__(self):
+        for _, m in self.modules:
+            self._wrap(m, "forward")
+            self._wrap(m, "backward")
+        return self
+
+    def __exit__(self, *exc):
+        for m, method in self.wrapped:
+            m.__dict__.pop(method, None)
+
+    def reset(self):
+        self.inclusive.clear()
+
+
+def _step(model, x, y, train, lr=1e-4):
+    """One training step (forward, loss, backward, SGD) or one eval forward; returns a
+    function that runs it and the time spent in loss and update, per call."""
+    loss = nn.CrossEntropyLoss()
+    params = model.parameters()
+    extra = [0.0]
+
+    def run():
+        out = model(x)
+        if not train:
+            return
+        t0 = time.perf_counter()
+        loss(out, y)
+        dlogits = loss.backward()
+        extra[0] += time.perf_counter() - t0
+        model.backward(dlogits)
+        t0 = time.perf_counter()
+        for p in params:
+            p.data -= lr * p.grad
+        extra[0] += time.perf_counter() - t0
+
+    return run, extra
+
+
+def profile(name, resolution=None, batch=8, train=False, repeats=5, seed=0) -> dict:
+    """Profile ``models.get_model(name)`` (1000 classes) on random images (batch, 3, R, R):
+    a training step with ``train``, else eval inference. Returns per category the median
+    exclusive milliseconds per step, the share of the time and the share of the MACs, the
+    time of the whole step without timers, and the part not attributed."""
+    from .. import models
+    from ..count import default_resolution, summary
+    R = resolution or default_resolution(name)
+    model = models.get_model(name, num_classes=1000, seed=seed).train(train)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, 3, R, R), dtype=np.float32)
+    y = rng.integers(0, 1000, batch)
+    run, extra = _step(model, x, y, train)
+    run()                                              # warm-up: buffers, caches
+    whole = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        whole.append(time.perf_counter() - t0)
+    parent_of = {}
+    named = dict(model.named_modules())
+    for n in named:
+        if n:
+            parent_of[n] = n.rsplit(".", 1)[0] if "." in n else ""
+    children = defaultdict(list)
+    for n, p in parent_of.items():
+        children[p].append(n)
+    in_se = {n for n, m in named.items()
+             if any(isinstance(named[a], (nn.SqueezeExcitation, nn.DenseSqueezeExcitation))
+                    for a in _ancestors(n, parent_of))}
+    per_step = []
+    with _Timers(model) as timers:
+        run()
+        for _ in range(repeats):
+            timers.reset()
+            extra[0] = 0.0
+            t0 = time.perf_counter()
+            run()
+            total = time.perf_counter() - t0
+            cat = defaultdict(float)
+            for n, m in named.items():
+                own = timers.inclusive[id(m)] - sum(timers.inclusive[id(named[c])]
+                                                    for c in children[n])
+                cat[_category(m, n in in_se)] += own
+            cat["loss and update"] += extra[0]
+            # the step's own Python outside the model (the loop above, the loss call)
+            cat["other"] += total - timers.inclusive[id(model)] - extra[0]
+            per_step.append((dict(cat), total))
+    ms = {c: 1e3 * float(np.median([s[0].get(c, 0.0) for s in per_step])) for c in CATEGORIES}
+    instrumented = 1e3 * float(np.median([s[1] for s in per_step]))
+    plain = 1e3 * float(np.median(whole))
+    s = summary(model, (batch, 3, R, R))
+    macs = defaultdict(int)
+    for r in s.rows:
+        if r.is_leaf and r.macs:
+            macs[next((c for k, c in _MAC_KIND if r.kind.startswith(k)), "other")] += r.macs
+    total_macs = sum(macs.values()) or 1
+    parts = sum(ms.values())
+    return {"model": name, "resolution": R, "batch": batch, "train": train,
+            "repeats": repeats, "step_ms": plain, "instrumented_ms": instrumented,
+            "attributed_ms": parts, "not_attributed_ms": plain - parts,
+            "categories": [{"category": c, "ms": ms[c], "time_share": ms[c] / parts,
+                            "mac_share": macs.get(c, 0) / total_macs} for c in CATEGORIES]}
+
+
+def _ancestors(n, parent_of):
+    while n in parent_of:
+        n = parent_of[n]
+        yield n
+
+
+def format_profile(p: dict) -> str:
+    """The profile as a table."""
+    mode = "training step" if p["train"] else "inference (eval)"
+    lines = [f"{p['model']} {mode}, {p['resolution']}px, batch {p['batch']}: "
+             f"{p['step_ms']:.1f} ms a step (median of {p['repeats']}, no timers)", "",
+             f"{'layer type':22s} {'ms':>9s} {'time':>7s} {'MACs':>7s}",
+             "-" * 48]
+    for c in p["categories"]:
+        lines.append(f"{c['category']:22s} {c['ms']:9.2f} {100 * c['time_share']:6.1f}% "
+                     f"{100 * c['mac_share']:6.1f}%")
+    lines += ["-" * 48,
+              f"{'sum of the parts':22s} {p['attributed_ms']:9.2f}",
+              f"{'not attributed':22s} {p['not_attributed_ms']:9.2f}   (step without timers "
+              f"minus the sum; with timers the step took {p['instrumented_ms']:.1f} ms)"]
+    return "\n".join(lines)
+
+
+def plot_profile(p: dict, path: str) -> None:
+    """Side-by-side bars per layer type: share of the time, share of the MACs."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cats = [c for c in p["categories"] if c["time_share"] > 0.001 or c["mac_share"] > 0]
+    y = np.arange(len(cats))[::-1]
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(cats) + 1.6))
+    ax.barh(y + 0.2, [100 * c["time_share"] for c in cats], 0.4, color="#dd8452",
+            label="share of the time")
+    ax.barh(y - 0.2, [100 * c["mac_share"] for c in cats], 0.4, color="#4c72b0",
+            label="share of the MACs")
+    for yi, c in zip(y, cats):
+        ax.text(100 * c["time_share"] + 0.5, yi + 0.2, f"{100 * c['time_share']:.0f}%",
+                va="center", fontsize=7)
+        ax.text(100 * c["mac_share"] + 0.5, yi - 0.2, f"{100 * c['mac_share']:.0f}%",
+                va="center", fontsize=7)
+    ax.set_yticks(y, [c["category"] for c in cats], fontsize=8)
+    ax.set_xlabel("percent of the step")
+    mode = "training step" if p["train"] else "inference"
+    ax.set_title(f"{p['model']} {mode}, {p['resolution']} px, batch {p['batch']}: "
+                 f"{p['step_ms']:.0f} ms", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_xlim(0, 100 * max(max(c["time_share"], c["mac_share"]) for c in cats) * 1.15)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,271 @@
+"""Depthwise convolution as K*K multiply-adds on cache-sized tiles (a student can skip
+this file; :mod:`.depthwise` has the definition and says when this path runs).
+
+The operation is memory-bound (K*K multiply-adds per value), so it runs on tiles of a few
+channels x samples (about ``tiling.TILE_BYTES`` of buffers): all K*K passes over a tile
+happen while it is in cache, accumulating in place, and tiles run on parallel threads.
+Every pass must be one long contiguous loop, so a tile keeps each channel's images back to
+back in one flat row, and kernel tap (i, j) reads a *flat shift* of that row
+(:class:`DirectLayout`). Notation: see :mod:`.conv_geometry`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .conv_geometry import PhaseGeometry, is_same_stride1
+from .tiling import run_tiles, scratch, split_rows, tile_budget
+
+__all__ = ["forward", "backward", "DirectLayout", "PitchedLayout", "PhaseLayout", "layout_for"]
+
+
+class DirectLayout:
+    """How one tile of ``ct`` channels x ``nt`` samples is laid out: each channel's nt
+    images back to back in one flat row, ``grid`` values per image. The output is computed
+    on the same grid, with a few positions per image that are not outputs (they read
+    across an image edge into zero padding) and are dropped. Two layouts:
+
+    - :class:`PitchedLayout`, stride 1 with "same" padding (K = 2*padding + 1): each image
+      row followed by ``padding`` zeros and each image by ``padding`` zero rows, so the
+      padding between neighbours is shared and no tap needs a correction.
+    - :class:`PhaseLayout`, any stride and padding: the padded image split into its
+      stride x stride phases.
+    """
+
+    def tiles(self, itemsize, in_buffers, grid_buffers, size):
+        """Samples per tile, channels per tile and the (n0, n1, c0, c1) tiles, such that
+        ``in_buffers`` input-layout and ``grid_buffers`` output-grid buffers of one tile
+        fit in the tile budget (:func:`.tiling.tile_budget`). Whole batches first (the
+        longest loops), then channels. A call too small for threads runs as few tiles as
+        the budget allows: each tile costs a few dozen NumPy calls."""
+        per_image = itemsize * (in_buffers * self.in_size + grid_buffers * self.grid)
+        threads, budget = tile_budget(itemsize * self.N * self.C * self.in_size, size)
+        nt = split_rows(self.N, per_image, budget)
+        ct = split_rows(self.C, per_image * nt, budget, balance=threads > 1 and nt == self.N)
+        return nt, ct, [(n0, min(self.N, n0 + nt), c0, min(self.C, c0 + ct))
+                        for n0 in range(0, self.N, nt) for c0 in range(0, self.C, ct)]
+
+    def grid_buffer(self, name, nt, ct, dtype, zero=True):
+        """Output-grid buffer (ct, nt*grid), zeroed. Tiles overwrite only real outputs,
+        so the other positions stay zero (what the backward pass needs of dout)."""
+        return scratch(name, (ct, nt * self.grid), dtype, zero=zero)
+
+    def windows(self, buf, nt, ct):
+        """The K*K flat-shifted views (ct, nt*grid) of an input buffer, in the order of
+        ``w.reshape(C, K*K)``."""
+        return [self.window(buf, i, j, nt, ct) for i in range(self.K) for j in range(self.K)]
+
+
+class PitchedLayout(DirectLayout):
+    """Stride 1, K = 2p + 1, padding p. Each image is stored with a row *pitch* of
+    W + p (every row followed by p zeros) and H + p rows (the last p all zero); one
+    channel's row of the input buffer is::
+
+        [lead zeros] [image 0: (H + p) x (W + p)] [image 1] ... [image nt-1] [lead zeros]
+
+    with lead = p*(W + p) + p. Output pixel (n, ho, wo) sits at grid position
+    ``q = n*S + ho*(W + p) + wo`` (S = (H + p)(W + p)) and its tap (i, j) reads input
+    position ``q + i*(W + p) + j``, i.e. image pixel (ho + i - p, wo + j - p). A tap
+    that runs off the left edge of a row lands in the p zeros ending the row above, one
+    that runs off the right edge in the zeros ending its own row, and one above or below
+    the image in zero rows: every window is a plain flat shift (offset ``i*(W+p) + j``)
+    and reads exactly the zero padding a padded image would give. The grid positions in
+    the p extra columns and rows are not outputs: (H + p)(W + p)/(H*W) - 1 extra work,
+    15 % at 14 x 14 with K = 3.
+    """
+
+    def __init__(self, x_shape, K, padding):
+        self.N, self.C, self.H, self.W = x_shape
+        self.K, self.p, self.Ho, self.Wo = K, padding, self.H, self.W
+        self.pitch = self.W + padding
+        self.grid = (self.H + padding) * self.pitch               # S, per image
+        self.lead = padding * self.pitch + padding
+        self.in_size = self.grid                                   # per image, + a tail
+        self.covers_input = True                  # every input pixel is read by some tap
+
+    def in_buffer(self, name, nt, ct, dtype):
+        """Zeroed buffer (ct, nt*S + 2*lead). Tiles overwrite only image pixels, so the
+        padding written here stays zero for every tile."""
+        return scratch(name, (ct, nt * self.grid + 2 * self.lead), dtype, zero=True)
+
+    def _images(self, buf, nt, ct, start):
+        """(ct, nt, H, W) view of the images in a buffer whose first image is at ``start``."""
+        rows = buf[:ct, start:start + nt * self.grid].reshape(ct, nt, self.H + self.p, self.pitch)
+        return rows[:, :, :self.H, :self.W]
+
+    def scatter(self, buf, x, nt, ct):
+        """Copy an input tile x (nt, ct, H, W) in: one copy per image row."""
+        self._images(buf, nt, ct, self.lead)[...] = x.transpose(1, 0, 2, 3)
+
+    def window(self, buf, i, j, nt, ct):
+        off = i * self.pitch + j
+        return buf[:ct, off:off + nt * self.grid]
+
+    def on_grid(self, buf, nt, ct):
+        """The output grid (ct, nt*S) of an input-layout buffer: a tensor of the output's
+        shape scattered into the input layout sits on the output grid shifted by lead,
+        with zeros at every position that is not an output."""
+        return buf[:ct, self.lead:self.lead + nt * self.grid]
+
+    def outputs(self, grid, nt, ct):
+        """The real outputs (nt, ct, H, W) of an output-grid buffer (ct, nt*S)."""
+        return self._images(grid, nt, ct, 0).transpose(1, 0, 2, 3)
+
+
+class PhaseLayout(DirectLayout, PhaseGeometry):
+    """Any stride s and padding. The zero-padded input is split into its ``s x s`` phases
+    (:class:`.conv_geometry.PhaseGeometry`); phase (a, b) of the tile is one (ct, nt*Lq)
+    row per channel (Lq = Hq*Wq), images back to back, and kernel offset (i, j) reads the
+    flat shift ``shift(i, j)`` of phase ``(i % s, j % s)``. Of each Lq-block of the grid
+    only Ho x Wo positions are outputs (the Wq - Wo right columns and Hq - Ho bottom rows
+    read across an edge). Stride-2 loads never happen: each phase is contiguous.
+    """
+
+    def __init__(self, x_shape, K, stride, padding):
+        N, C, H, W = x_shape
+        PhaseGeometry.__init__(self, H, W, K, stride, padding)
+        self.N, self.C = N, C
+        self.grid = self.Hq * self.Wq              # Lq: one image of one phase, flat
+        self.slack = self.reach * self.Wq + self.reach   # the last image's windows overrun
+        self.in_size = self.P * self.P * self.grid
+
+    def in_buffer(self, name, nt, ct, dtype):
+        """Zeroed phase buffer (P, P, ct, nt*Lq + slack). Tiles overwrite only in-image
+        pixels, so the zero padding written here stays valid for every tile."""
+        return scratch(name, (self.P, self.P, ct, nt * self.grid + self.slack), dtype, zero=True)
+
+    def _image(self, flat, nt, ct):
+        return flat[:ct, :nt * self.grid].reshape(ct, nt, self.Hq, self.Wq)
+
+    def scatter(self, xq, x, nt, ct):
+        """Fill the phases from an input tile x (nt, ct, H, W)."""
+        xt = x.transpose(1, 0, 2, 3)                                     # (ct, nt, H, W) view
+        for a, (pr, xr) in enumerate(self.rows):
+            for b, (pc, xc) in enumerate(self.cols):
+                self._image(xq[a, b], nt, ct)[:, :, pr, pc] = xt[:, :, xr, xc]
+
+    def gather(self, dx, dxq, nt, ct):
+        """Inverse of :meth:`scatter`; the gradient that fell on padding is dropped."""
+        dxt = dx.transpose(1, 0, 2, 3)
+        for a, (pr, xr) in enumerate(self.rows):
+            for b, (pc, xc) in enumerate(self.cols):
+                dxt[:, :, xr, xc] = self._image(dxq[a, b], nt, ct)[:, :, pr, pc]
+
+    def window(self, xq, i, j, nt, ct):
+        s, off = self.s, self.shift(i, j)
+        return xq[i % s, j % s, :ct, off:off + nt * self.grid]
+
+    def outputs(self, grid, nt, ct):
+        """The real outputs (nt, ct, Ho, Wo) of an output-grid buffer (ct, nt*Lq)."""
+        return self._image(grid, nt, ct)[:, :, :self.Ho, :self.Wo].transpose(1, 0, 2, 3)
+
+
+def layout_for(x_shape, K, stride, padding) -> DirectLayout:
+    """:class:`PitchedLayout` for stride 1 "same" padding, else :class:`PhaseLayout`."""
+    if is_same_stride1(K, stride, padding):
+        return PitchedLayout(x_shape, K, padding)
+    return PhaseLayout(x_shape, K, stride, padding)
+
+
+def _correlate(acc, tmp, windows, weights):
+    """``acc = sum_o weights[o] * windows[o]``, two passes per tap (a product into
+    ``tmp``, an in-place add); the first tap writes ``acc`` directly.
+    windows: K*K arrays (k, L); weights: (K*K, k, 1); acc, tmp: (k, L)."""
+    for o, win in enumerate(windows):
+        if o == 0:
+            np.multiply(win, weights[0], out=acc)
+        else:
+            np.multiply(win, weights[o], out=tmp)
+            acc += tmp
+
+
+def _rowdot(a, b):
+    """``sum(a * b, axis=-1)`` without the product array: one dot product per row."""
+    if hasattr(np, "vecdot"):                      # NumPy >= 2: a BLAS dot per row
+        return np.vecdot(a, b)
+    return np.einsum("...l,...l->...", a, b)
+
+
+def forward(x, w, stride, padding):
+    """out (N, C, Ho, Wo) of x (N, C, H, W) and w (C, 1, K, K), no bias."""
+    C, K = x.shape[1], w.shape[2]
+    g = layout_for(x.shape, K, stride, padding)
+    wk = w.reshape(C, K * K)
+    out = np.empty((g.N, C, g.Ho, g.Wo), dtype=x.dtype)
+    size = out.size * K * K
+    nt, ct, tiles = g.tiles(x.itemsize, 1, 2, size)        # input; accumulator, product
+
+    def work(chunk):
+        xq = g.in_buffer("dw_x", nt, ct, x.dtype)
+        acc = g.grid_buffer("dw_acc", nt, ct, x.dtype, zero=False)   # written by tap 0
+        tmp = g.grid_buffer("dw_tmp", nt, ct, x.dtype, zero=False)
+        for n0, n1, c0, c1 in chunk:
+            m, k = n1 - n0, c1 - c0
+            g.scatter(xq, x[n0:n1, c0:c1], m, k)
+            a, t = acc[:k, :m * g.grid], tmp[:k, :m * g.grid]
+            _correlate(a, t, g.windows(xq, m, k), wk[c0:c1].T[:, :, None])
+            out[n0:n1, c0:c1] = g.outputs(acc, m, k)       # (m, k, Ho, Wo)
+
+    run_tiles(work, tiles, size=size)
+    return out
+
+
+def backward(dout, x, w, stride, padding):
+    """(dx (N, C, H, W), dw (C, 1, K, K)) from dout (N, C, Ho, Wo).
+
+    Same tiles and layout as the forward pass: x is laid out again per tile (cheaper than
+    caching a padded copy) and dout is placed on the output grid with zeros at the
+    positions that are not outputs, so they contribute nothing. dw is one row-wise dot
+    product per tap (no product array). dx:
+
+    - stride 1, "same" padding: dx is itself a correlation of dout with the kernel
+      flipped (``dx = sum_{i,j} w[:, 0, K-1-i, K-1-j] * doutpad[:, :, i:, j:]``), so dout
+      is laid out like an input and the forward loop runs again;
+    - otherwise each tap adds its share into the input layout (the scatter-add
+      ``dxpad[:, :, i::s, j::s] += w[:, 0, i, j] * dout``), which is then copied out.
+    """
+    C, K = x.shape[1], w.shape[2]
+    g = layout_for(x.shape, K, stride, padding)
+    wk = w.reshape(C, K * K)
+    # pixels no window reaches (if any) keep a zero gradient
+    dx = (np.empty if g.covers_input else np.zeros)(x.shape, dtype=dout.dtype)
+    size = dout.size * K * K
+    nt, ct, tiles = g.tiles(x.itemsize, 2, 2, size)  # x and dout/dx in input layout; acc, tmp
+    dw_tiles = np.zeros((len(range(0, g.N, nt)), C, K * K), dtype=dout.dtype)
+    flipped = isinstance(g, PitchedLayout)
+
+    def work(chunk):
+        xq = g.in_buffer("dw_x", nt, ct, x.dtype)
+        if flipped:
+            dq = g.in_buffer("dw_d", nt, ct, dout.dtype)       # dout in the input layout
+            acc = g.grid_buffer("dw_acc", nt, ct, dout.dtype, zero=False)
+        else:
+            dq = scratch("dw_dx", xq.shape, dout.dtype)        # dx, zeroed per tile
+            acc = g.grid_buffer("dw_acc", nt, ct, dout.dtype)  # dout, zero off-output
+        tmp = g.grid_buffer("dw_tmp", nt, ct, dout.dtype, zero=False)
+        for n0, n1, c0, c1 in chunk:
+            m, k = n1 - n0, c1 - c0
+            g.scatter(xq, x[n0:n1, c0:c1], m, k)
+            a, t = acc[:k, :m * g.grid], tmp[:k, :m * g.grid]
+            wts = wk[c0:c1].T[:, :, None]                  # (K*K, k, 1)
+            if flipped:
+                g.scatter(dq, dout[n0:n1, c0:c1], m, k)
+                d = g.on_grid(dq, m, k)                    # (k, m*grid)
+            else:
+                g.outputs(acc, m, k)[...] = dout[n0:n1, c0:c1]
+                d = a
+            for o, win in enumerate(g.windows(xq, m, k)):
+                dw_tiles[n0 // nt, c0:c1, o] = _rowdot(d, win)
+            if flipped:
+                _correlate(a, t, g.windows(dq, m, k), wts[::-1])
+                dx[n0:n1, c0:c1] = g.outputs(acc, m, k)
+            else:
+                dq[..., :k, :] = 0
+                for o, dwin in enumerate(g.windows(dq, m, k)):
+                    np.multiply(d, wts[o], out=t)
+                    dwin += t
+                g.gather(dx[n0:n1, c0:c1], dq, m, k)
+
+    run_tiles(work, tiles, size=size)
+    dw = dw_tiles.sum(axis=0).reshape(C, 1, K, K)
+    return dx, dw

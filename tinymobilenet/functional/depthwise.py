@@ -1,0 +1,148 @@
+"""Depthwise convolution: one K x K filter per channel (``groups == C == Co``).
+
+The idea in one line: each channel is convolved with its own filter, so the whole
+operation is K*K multiply-adds of strided slices of the padded input::
+
+    out = sum_{i, j} w[:, 0, i, j] * xpad[:, :, i::stride, j::stride]
+
+Notation (:mod:`.conv_geometry`): x (N, C, H, W), w (C, 1, K, K) (PyTorch's layout for
+``groups=C``), out (N, C, Ho, Wo), Ho = (H + 2*pad - K) // stride + 1.
+
+No patch matrix is built: im2col would make a K*K-times larger copy of the input for an
+operation that does only K*K multiply-adds per output value. It costs K*K*C*Ho*Wo
+multiply-adds against a full convolution's K*K*C*Co*Ho*Wo: the 1/Co of MobileNet's
+1/Co + 1/K^2.
+
+This file holds the definition (:func:`depthwise_conv2d_forward_naive`, four loops) and
+the two short dispatchers users call. They pick one of two fast paths (same results to
+round-off; the tests run both against the definition):
+
+- :mod:`._depthwise_banded`: maps at most ``BANDED_WIDTH * K`` pixels wide (the 14x14 and
+  7x7 layers) as banded matrix products in BLAS;
+- :mod:`._depthwise_direct`: wider maps as K*K multiply-adds on cache-sized tiles.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _depthwise_banded, _depthwise_direct
+from .conv_geometry import conv_output_size, pad2d
+
+__all__ = ["depthwise_conv2d_forward", "depthwise_conv2d_backward",
+           "depthwise_conv2d_forward_naive", "depthwise_conv2d_backward_naive", "BANDED_WIDTH"]
+
+
+def _check_depthwise_args(x, w):
+    if x.ndim != 4:
+        raise ValueError(f"depthwise_conv2d: expected input (N, C, H, W), got shape {x.shape}")
+    if w.ndim != 4 or w.shape[1] != 1 or w.shape[2] != w.shape[3]:
+        raise ValueError(f"depthwise_conv2d: expected weight (C, 1, K, K), got {w.shape}")
+    if w.shape[0] != x.shape[1]:
+        raise ValueError(
+            f"depthwise_conv2d: weight {w.shape} expects {w.shape[0]} channels, got input {x.shape}"
+        )
+
+
+# ----------------------------------------------------------------------------------------
+# the definition
+# ----------------------------------------------------------------------------------------
+
+def depthwise_conv2d_forward_naive(x, w, b=None, stride=1, padding=0):
+    """Readable loop definition of :func:`depthwise_conv2d_forward`::
+
+        out[n, c, i, j] = b[c] + sum_{p, q} w[c, 0, p, q] * xpad[n, c, i*stride + p, j*stride + q]
+
+    x: (N, C, H, W)   w: (C, 1, K, K)   b: (C,) or None   ->   out: (N, C, Ho, Wo)
+    """
+    _check_depthwise_args(x, w)
+    N, C, H, W = x.shape
+    K = w.shape[2]
+    Ho = conv_output_size(H, K, stride, padding)
+    Wo = conv_output_size(W, K, stride, padding)
+    xp = pad2d(x, padding)
+    out = np.zeros((N, C, Ho, Wo), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    patch = xp[n, c, i * stride:i * stride + K, j * stride:j * stride + K]
+                    out[n, c, i, j] = np.sum(patch * w[c, 0])
+            if b is not None:
+                out[n, c] += b[c]
+    cache = (x, w, b is not None, stride, padding)
+    return out, cache
+
+
+def depthwise_conv2d_backward_naive(dout, cache):
+    """Readable loop definition of :func:`depthwise_conv2d_backward`: each output pixel
+    hands its gradient back to the patch of its own channel and to that channel's filter::
+
+        dw[c, 0]              += dout[n, c, i, j] * xpad[n, c, patch(i, j)]
+        dxpad[n, c, patch(i, j)] += dout[n, c, i, j] * w[c, 0]
+
+    dout: (N, C, Ho, Wo) -> dx (N, C, H, W), dw (C, 1, K, K), db (C,) or None
+    """
+    x, w, has_bias, stride, padding = cache
+    N, C, H, W = x.shape
+    K = w.shape[2]
+    Ho, Wo = dout.shape[-2:]
+    xp = pad2d(x, padding)
+    dxp = np.zeros_like(xp)
+    dw = np.zeros_like(w)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    hs, ws = i * stride, j * stride
+                    dw[c, 0] += dout[n, c, i, j] * xp[n, c, hs:hs + K, ws:ws + K]
+                    dxp[n, c, hs:hs + K, ws:ws + K] += dout[n, c, i, j] * w[c, 0]
+    dx = dxp[:, :, padding:padding + H, padding:padding + W]
+    db = dout.sum(axis=(0, 2, 3)) if has_bias else None
+    return dx, dw, db
+
+
+# ----------------------------------------------------------------------------------------
+# the fast paths, and which one runs
+# ----------------------------------------------------------------------------------------
+
+# A banded product spends about W/K times the multiply-adds (in BLAS) to save 2*K*K NumPy
+# passes over memory: it wins up to about 6K pixels wide (measured; the table is in
+# tinymobilenet.bench's documentation).
+BANDED_WIDTH = 6
+
+
+def _path(x_shape, K):
+    """The fast path for an input of ``x_shape`` and kernel size K."""
+    if K > 1 and x_shape[3] <= BANDED_WIDTH * K:
+        return _depthwise_banded
+    return _depthwise_direct
+
+
+def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0):
+    """Depthwise convolution (see the module docstring for the idea and the two paths).
+
+    x: (N, C, H, W)   w: (C, 1, K, K)   b: (C,) or None   ->   out: (N, C, Ho, Wo)
+
+    The only full-size allocation is ``out``; x is cached by reference, not copied.
+    """
+    _check_depthwise_args(x, w)
+    C, K = x.shape[1], w.shape[2]
+    out = _path(x.shape, K).forward(x, w, stride, padding)
+    if b is not None:
+        out += b.reshape(1, C, 1, 1)
+    return out, (x, w, b is not None, stride, padding)
+
+
+def depthwise_conv2d_backward(dout, cache):
+    """Backward of :func:`depthwise_conv2d_forward`.
+
+    dout: (N, C, Ho, Wo) -> dx (N, C, H, W), dw (C, 1, K, K), db (C,) or None
+
+        dw[c, 0, i, j] = sum_{n, ho, wo} dout[n, c, ho, wo] * xpad[n, c, i + s*ho, j + s*wo]
+        dxpad[:, :, i::s, j::s] += w[:, 0, i, j] * dout
+    """
+    x, w, has_bias, stride, padding = cache
+    dx, dw = _path(x.shape, w.shape[2]).backward(dout, x, w, stride, padding)
+    db = dout.sum(axis=(0, 2, 3)) if has_bias else None
+    return dx, dw, db

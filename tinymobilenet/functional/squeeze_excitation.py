@@ -1,0 +1,30 @@
+"""Squeeze-and-excitation's own arithmetic: the per-channel gate applied to x.
+
+The block (``nn.SqueezeExcitation``) is: squeeze ``pooled = mean_{H,W} x`` (N, C, 1, 1)
+(:func:`.pooling.global_avg_pool_forward` with ``keepdims``), two 1x1 convolutions and
+activations computing a gate ``s`` (N, C, 1, 1), then the *excitation* ``y = x * s``,
+each channel of each sample scaled by its gate. Backward, x receives gradient along two
+paths: directly through the product (``dy * s``) and through the gate, which saw x via
+the pooled mean (``global_avg_pool_backward(..., out=dx)`` adds that part).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["excite_forward", "excite_backward"]
+
+
+def excite_forward(x, scale):
+    """``y = x * scale``: x (N, C, H, W), scale (N, C, 1, 1) -> y (N, C, H, W)."""
+    return x * scale, (x, scale)
+
+
+def excite_backward(dout, cache):
+    """(dx, dscale) of ``y = x * scale``: ``dx = dout * scale`` (N, C, H, W) and
+    ``dscale[n, c] = sum_{h,w} dout * x`` (N, C, 1, 1): each gate sees the sum over the
+    pixels it multiplied (one dot product per channel, no product array)."""
+    x, scale = cache
+    N, C = x.shape[:2]
+    dscale = np.einsum("nchw,nchw->nc", dout, x).reshape(N, C, 1, 1)
+    return dout * scale, dscale

@@ -1,0 +1,146 @@
+"""Fusing a BatchNorm with the ReLU or ReLU6 right after it: one pass over memory, not two.
+
+Run apart, BatchNorm writes its whole output to memory and the activation reads it back to
+clip it: one more pass over an activation-sized array, each way (forward and backward).
+Fused, BatchNorm clips its own output while each tile is in cache
+(``F.batchnorm_forward(..., clip=(0, 6))``), and its backward applies the activation's
+mask first. The arithmetic per element is the same.
+
+Fusion is an explicit step that changes the model's structure, the way
+``torch.ao.quantization.fuse_modules`` does: in every Sequential, a ``BatchNorm2d`` (or
+``BatchNorm1d``) directly followed by a ``ReLU``/``ReLU6`` becomes one
+:class:`BatchNormAct2d` (:class:`BatchNormAct1d`) in the BatchNorm's place, sharing its
+parameters and running statistics, and the activation's place holds an ``Identity``. The
+state-dict keys do not change (the activation has no state), so weights load either way.
+
+    fuse_batchnorm_activation(model)     in place, returns model
+    unfuse_batchnorm_activation(model)   in place, the layers apart again
+    with fused(model): ...               fused inside the block (the trainer does this)
+    with unfused(model): ...             apart inside the block (for tools that read
+                                         each activation's input, e.g. kink checks)
+
+Models are built unfused, as torchvision lays them out; the trainer, ``predict`` and the
+benchmark fuse them while they run.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from .activations import ReLU, ReLU6
+from .layers import BatchNorm1d, BatchNorm2d, Identity
+from .module import Module, Sequential
+
+__all__ = ["BatchNormAct1d", "BatchNormAct2d", "fuse_batchnorm_activation",
+           "unfuse_batchnorm_activation", "fused", "unfused"]
+
+# the activations a BatchNorm can apply in its own pass: clip(x, lo, hi), hi None = no cap
+_CLIPS = {ReLU: (0.0, None), ReLU6: (0.0, 6.0)}
+
+
+class _BatchNormAct:
+    """BatchNorm followed by ReLU or ReLU6, in one pass (see the module docstring)."""
+
+    activation_class = ReLU6
+    plain_class = None               # the BatchNorm class this fuses (set by subclasses)
+
+    @property
+    def clip(self):
+        return _CLIPS[self.activation_class]
+
+    def forward(self, x):
+        return self._normalize(x, clip=self.clip)
+
+    def extra_repr(self):
+        return super().extra_repr() + f", activation={self.activation_class.__name__}"
+
+    def _label(self):
+        return f"{type(self).__name__}({self.num_features}, {self.activation_class.__name__})"
+
+    @classmethod
+    def of(cls, bn, activation_class):
+        """The fused layer of ``bn`` and an activation of ``activation_class``: the same
+        Parameter objects and running-statistics arrays (training one trains the other)."""
+        fused = cls(bn.num_features, eps=bn.eps, momentum=bn.momentum)
+        fused.activation_class = activation_class
+        fused.weight, fused.bias = bn.weight, bn.bias
+        for name in bn._buffers:
+            setattr(fused, name, getattr(bn, name))
+        fused.train(bn.training)
+        return fused
+
+    def apart(self):
+        """(BatchNorm, activation): the two layers again, sharing this one's state."""
+        plain = self.plain_class(self.num_features, eps=self.eps, momentum=self.momentum)
+        plain.weight, plain.bias = self.weight, self.bias
+        for name in self._buffers:
+            setattr(plain, name, getattr(self, name))
+        plain.train(self.training)
+        return plain, self.activation_class().train(self.training)
+
+
+class BatchNormAct2d(_BatchNormAct, BatchNorm2d):
+    """``BatchNorm2d`` then ``ReLU``/``ReLU6`` in one pass: x (N, C, H, W) -> same shape."""
+    plain_class = BatchNorm2d
+
+
+class BatchNormAct1d(_BatchNormAct, BatchNorm1d):
+    """``BatchNorm1d`` then ``ReLU``/``ReLU6`` in one pass: x (N, C) -> same shape."""
+    plain_class = BatchNorm1d
+
+
+_FUSED = {BatchNorm2d: BatchNormAct2d, BatchNorm1d: BatchNormAct1d}
+
+
+def fuse_batchnorm_activation(model: Module) -> Module:
+    """Fuse every BatchNorm directly followed by a ReLU/ReLU6 inside a Sequential of
+    ``model``, in place; returns ``model``. Fusing a fused model changes nothing."""
+    for seq in [m for m in model.modules() if isinstance(m, Sequential)]:
+        names = list(seq._modules)
+        for a, b in zip(names, names[1:]):
+            bn, act = seq._modules[a], seq._modules[b]
+            if type(bn) in _FUSED and type(act) in _CLIPS:
+                setattr(seq, a, _FUSED[type(bn)].of(bn, type(act)))
+                setattr(seq, b, Identity().train(act.training))
+    return model
+
+
+def unfuse_batchnorm_activation(model: Module) -> Module:
+    """Undo :func:`fuse_batchnorm_activation` in place; returns ``model``."""
+    for seq in [m for m in model.modules() if isinstance(m, Sequential)]:
+        names = list(seq._modules)
+        for a, b in zip(names, names[1:]):
+            fused_bn = seq._modules[a]
+            if isinstance(fused_bn, _BatchNormAct) and isinstance(seq._modules[b], Identity):
+                bn, act = fused_bn.apart()
+                setattr(seq, a, bn)
+                setattr(seq, b, act)
+    return model
+
+
+@contextmanager
+def fused(model: Module):
+    """Run ``model`` fused inside the block; its layers are apart again afterwards (if
+    they were apart before)."""
+    was_fused = any(isinstance(m, _BatchNormAct) for m in model.modules())
+    fuse_batchnorm_activation(model)
+    try:
+        yield model
+    finally:
+        if not was_fused:
+            unfuse_batchnorm_activation(model)
+
+
+@contextmanager
+def unfused(model: Module):
+    """Run ``model`` with every fused BatchNorm + activation apart inside the block, so
+    each activation module runs and caches its own input; fused again afterwards (if it
+    was fused before)."""
+    was_fused = any(isinstance(m, _BatchNormAct) for m in model.modules())
+    unfuse_batchnorm_activation(model)
+    try:
+        yield model
+    finally:
+        if was_fused:
+            fuse_batchnorm_activation(model)
+
