@@ -69,6 +69,11 @@ def _worst_v1_block():                                                  # 3.4
     return [f"1/64 + 1/9 = {1 / 64 + 1 / 9:.4f}", f"1/1024 + 1/9 = {1 / 1024 + 1 / 9:.4f}"]
 
 
+def _same_padding():                                                    # 3.5
+    return [f"H = {H}, K = {K}: {F.same_padding(H, K, 2)}"
+            for H, K in ((112, 5), (28, 5), (7, 3), (56, 5), (14, 5))]
+
+
 def _fold_before_padding():                                             # 4.3
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((1, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
@@ -179,7 +184,8 @@ def _intensities():                                                     # 9.3
 def claims(with_b7=False) -> dict:
     """{question: [strings quoted in TEACHERS.md]}, all recomputed now."""
     return {"1.4": _im2col_growth(), "2.2": _col2im_with_assignment(),
-            "2.3": _linear_gradcheck(), "3.4": _worst_v1_block(), "4.3": _fold_before_padding(),
+            "2.3": _linear_gradcheck(), "3.4": _worst_v1_block(), "3.5": _same_padding(),
+            "4.3": _fold_before_padding(),
             "5.1": _v1_width(), "6.2": _break_even_expansion(), "6.3": _relu_on_the_projection(),
             "7.3": _se_share(), "8.2": _b7_against_b0(with_b7), "8.3": _v2_as_costly_as_b1(),
             "9.2": _largest_stable_lr(), "9.3": _intensities()}

@@ -101,11 +101,11 @@ def get(name: str) -> Exercise:
 def listing(chapter=None) -> str:
     """The exercises per chapter with signature, difficulty and points, as text."""
     lines = []
-    for ch, title in CHAPTERS.items():
+    for ch in sorted({e.chapter for e in EXERCISES} | set(CHAPTERS)):
         rows = [e for e in EXERCISES if e.chapter == ch and chapter in (None, ch)]
         if not rows:
             continue
-        lines.append(f"chapter {ch}  {title}")
+        lines.append(f"chapter {ch}  {CHAPTERS.get(ch, '')}".rstrip())
         for e in rows:
             pts = f"{e.points} point{'s' if e.points != 1 else ''}"
             lines.append(f"  {e.number:<4} {e.signature}")
