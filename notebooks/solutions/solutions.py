@@ -1,11 +1,17 @@
-"""Worked answers to the exercises of :mod:`tinymobilenet.exercises`.
+"""Worked answers to the exercises of :mod:`tinymobilenet.exercises`, for teachers.
 
-Kept apart so a teacher can hand out the notebooks and the checkers without them. Each
-answer is written to be read, with plain loops over kernel offsets where that is clearest;
-the library's kernels in :mod:`tinymobilenet.functional` are the fast versions. Check any
-of them with its checker, e.g.::
+This file lives in the repository (``notebooks/solutions/``), not in the installed package,
+so a student who installs ``tinymobilenet`` does not get it; ``TEACHERS.md`` beside it has
+the answer key of the questions without a checker. Each answer is written to be read, with
+plain loops over kernel offsets where that is clearest, and uses NumPy only (the checkers
+refuse answers that call the library's own kernels). Grade this file as a submission::
 
-    from tinymobilenet import exercises, solutions
+    python -m tinymobilenet.exercises grade notebooks/solutions/solutions.py
+
+or check one answer from a Python shell started in this folder::
+
+    import solutions
+    from tinymobilenet import exercises
     exercises.check_depthwise_backward(solutions.depthwise_backward)
 """
 
@@ -15,8 +21,10 @@ import numpy as np
 
 __all__ = ["conv_output_size", "im2col", "conv2d_forward", "conv2d_backward",
            "depthwise_forward", "depthwise_backward", "cost_ratio", "batchnorm_backward",
-           "fold_batchnorm", "v1_macs", "inverted_residual_macs", "hardswish_backward", "se_backward",
-           "compound_scaling", "sgd_step"]
+           "fold_batchnorm", "relu6_backward", "v1_macs", "inverted_residual_macs",
+           "inverted_residual_backward", "hardswish_backward", "se_backward",
+           "compound_scaling", "stochastic_depth_forward", "stochastic_depth_backward",
+           "mbconv_macs", "sgd_step"]
 
 
 def conv_output_size(size, kernel_size, stride, padding):
@@ -128,6 +136,12 @@ def fold_batchnorm(w, b, gamma, beta, mean, var, eps):
     return w * s.reshape(-1, 1, 1, 1), (b - mean) * s + beta
 
 
+def relu6_backward(dout, x):
+    """relu6 has slope 1 on (0, 6) and 0 outside; at the kinks 0 and 6 it has no derivative,
+    and, like the library and PyTorch, no gradient passes there (strict inequalities)."""
+    return dout * ((x > 0) & (x < 6))
+
+
 def v1_macs(alpha, resolution):
     """Stem conv, 13 depthwise separable blocks of Table 1, FC to 1000 classes."""
     blocks = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1),
@@ -150,6 +164,25 @@ def inverted_residual_macs(C_in, C_out, expand_ratio, K, H, W, stride):
     Wo = conv_output_size(W, K, stride, K // 2)
     expand = C_in * E * H * W if E != C_in else 0
     return expand + K * K * E * Ho * Wo + E * C_out * Ho * Wo
+
+
+def inverted_residual_backward(dy, x, w_expand, w_dw, w_project, stride):
+    """Backward of :func:`tinymobilenet.exercises.inverted_residual_forward`, recomputing
+    its forward pass; the depthwise part is the answer of chapter 3."""
+    pad = w_dw.shape[2] // 2
+    z1 = np.einsum("ec,nchw->nehw", w_expand, x)          # expand: (N, E, H, W)
+    h = np.clip(z1, 0, 6)
+    z2 = depthwise_forward(h, w_dw, stride, pad)           # (N, E, Ho, Wo)
+    d = np.clip(z2, 0, 6)
+    dw_project = np.einsum("nohw,nehw->oe", dy, d)         # the projection is linear
+    dz2 = np.einsum("oe,nohw->nehw", w_project, dy) * ((z2 > 0) & (z2 < 6))
+    dh, dw_dw = depthwise_backward(dz2, h, w_dw, stride, pad)
+    dz1 = dh * ((z1 > 0) & (z1 < 6))
+    dw_expand = np.einsum("nehw,nchw->ec", dz1, x)
+    dx = np.einsum("ec,nehw->nchw", w_expand, dz1)
+    if stride == 1 and w_project.shape[0] == x.shape[1]:
+        dx = dx + dy                                       # the shortcut: y = body(x) + x
+    return dx, dw_expand, dw_dw, dw_project
 
 
 def hardswish_backward(dout, x):
@@ -178,6 +211,34 @@ def se_backward(dy, x, w1, b1, w2, b2):
 def compound_scaling(phi):
     """EfficientNet's depth and width multipliers and input resolution for coefficient phi."""
     return 1.2 ** phi, 1.1 ** phi, int(round(224 * 1.15 ** phi))
+
+
+def stochastic_depth_forward(x, p, keep, training):
+    """Zero the dropped samples and scale the kept ones by 1 / (1 - p), so that the expected
+    output is x; the identity in eval mode. With p = 1 every sample is dropped (no 0 / 0)."""
+    if not training or p == 0:
+        return x
+    scale = keep / (1 - p) if p < 1 else np.zeros(len(keep))
+    return x * scale.reshape((-1,) + (1,) * (x.ndim - 1))       # one factor per sample
+
+
+def stochastic_depth_backward(dout, p, keep, training):
+    """The forward multiplies each sample by a constant: the backward multiplies dout by it."""
+    return stochastic_depth_forward(dout, p, keep, training)
+
+
+def mbconv_macs(C_in, C_out, expand_ratio, K, H, W, stride):
+    """The inverted residual's three convolutions with E rounded to a multiple of 8 (never
+    more than 10 % down), plus SE's two 1x1 convolutions on the pooled 1x1 map."""
+    v = C_in * expand_ratio
+    E = max(8, int(v + 4) // 8 * 8)
+    if E < 0.9 * v:
+        E += 8
+    S = max(1, C_in // 4)
+    Ho = conv_output_size(H, K, stride, K // 2)
+    Wo = conv_output_size(W, K, stride, K // 2)
+    expand = C_in * E * H * W if E != C_in else 0
+    return expand + K * K * E * Ho * Wo + 2 * E * S + E * C_out * Ho * Wo
 
 
 def sgd_step(w, grad, velocity, lr, momentum, weight_decay):

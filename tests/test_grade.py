@@ -1,0 +1,287 @@
+"""The grader: every submission imported in its own process; a report whatever the
+submission does (endless loops, os._exit, crashes, syntax errors at import); flags for
+answers that are or call the library's or come from the worked answers; a command that
+answers a bad command line with one line and exit 2."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tinymobilenet.exercises import grade, registry
+from tinymobilenet.exercises.__main__ import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTIONS = ROOT / "notebooks" / "solutions" / "solutions.py"
+TOTAL_POINTS = sum(e.points for e in registry.EXERCISES)
+
+
+def write(folder, name, text):
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def records(file_report):
+    return {r["exercise"]: r for r in file_report["exercises"]}
+
+
+def test_the_worked_answers_get_every_point_from_the_command():
+    out = subprocess.run([sys.executable, "-m", "tinymobilenet.exercises", "grade",
+                          str(SOLUTIONS), "--format", "json"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    (f,) = report["files"]
+    assert f["import_error"] is None and not f["flags"] and not f["notes"]
+    for r in f["exercises"]:
+        assert r["passed"] is True and r["status"] == "passed", r
+        assert r["function"] == r["exercise"] and not r["flags"]
+    assert f["points"] == f["max_points"] == TOTAL_POINTS
+    assert report["totals"] == {"files": 1, "points": TOTAL_POINTS, "max_points": TOTAL_POINTS,
+                                "passed": len(registry.EXERCISES),
+                                "exercises": len(registry.EXERCISES)}
+
+
+PATHOLOGICAL = """\
+    import os
+    import sys
+    import tinymobilenet.functional as F
+    from tinymobilenet.functional import im2col
+    print("the import prints")
+    os.write(1, b"and writes to file descriptor 1\\n")
+
+    def conv_output_size(size, kernel_size, stride, padding):
+        print("a function prints")
+        return (size - kernel_size) // stride + 1          # forgot the padding
+
+    def my_conv2d_forward(x, w, b, stride, padding):
+        return F.conv2d_forward(x, w, b, stride, padding)[0]
+
+    def conv2d_backward(dout, x, w, stride, padding):
+        return 1 / 0
+
+    def depthwise_forward(x, w, stride, padding):
+        while True:
+            pass
+
+    def depthwise_backward(dout, x, w, stride, padding):
+        os._exit(3)
+
+    def cost_ratio(C_out, K):
+        raise NotImplementedError
+
+    def relu6_backward(dout, x):
+        sys.exit(4)
+
+    def my_v1_macs(alpha, resolution):
+        return None
+
+    def sgd_step(w, grad, velocity, lr, momentum, weight_decay):
+        velocity = momentum * velocity + grad + weight_decay * w
+        return w - lr * velocity, velocity
+"""
+
+
+@pytest.fixture(scope="module")
+def pathological(tmp_path_factory):
+    path = write(tmp_path_factory.mktemp("subs"), "pathological.py", PATHOLOGICAL)
+    return grade.grade([path], timeout=2.0)
+
+
+def test_every_pathology_becomes_the_failure_of_its_own_exercise(pathological):
+    (f,) = pathological["files"]
+    r = records(f)
+    assert "size=1, kernel_size=1, stride=1, padding=1: got 1" in r["conv_output_size"]["message"]
+    assert "raised ZeroDivisionError" in r["conv2d_backward"]["message"]
+    assert r["depthwise_forward"]["message"] == "timed out after 2 s"
+    assert r["depthwise_backward"]["message"] == (
+        "the process exited with status 3 while running check_depthwise_backward")
+    assert "not implemented" in r["cost_ratio"]["message"]
+    assert "called sys.exit(4)" in r["relu6_backward"]["message"]
+    assert "is None" in r["v1_macs"]["message"]
+    # graded after the endless loop and the exit, in a new process
+    assert r["sgd_step"]["passed"] is True and r["sgd_step"]["points"] == 1
+    for name in ("conv_output_size", "conv2d_backward", "depthwise_forward", "cost_ratio"):
+        assert r[name]["status"] == "failed" and r[name]["passed"] is False
+    assert r["batchnorm_backward"]["status"] == "not attempted"
+    assert r["v1_macs"]["function"] == "my_v1_macs"
+    assert f["points"] == 1 and f["attempted"] == 10
+
+
+def test_answers_that_are_or_call_the_library_are_flagged(pathological):
+    (f,) = pathological["files"]
+    r = records(f)
+    assert not r["im2col"]["passed"] and "library's own" in r["im2col"]["message"]
+    assert any("not defined in this file" in flag and "tinymobilenet.functional" in flag
+               for flag in r["im2col"]["flags"])
+    assert not r["conv2d_forward"]["passed"]
+    assert "uses the library's own F.conv2d_forward" in r["conv2d_forward"]["flags"]
+    assert "imports tinymobilenet.functional (line 3)" in f["notes"]
+
+
+def test_the_report_is_json_and_a_table(pathological):
+    json.dumps(pathological, allow_nan=False)            # strict JSON, no NaN or Infinity
+    table = grade.render_table(pathological)
+    assert "timed out after 2 s" in table and "not attempted: 4.1" in table
+    assert "flag: uses the library's own F.conv2d_forward" in table
+
+
+@pytest.mark.parametrize("source, message", [
+    ("def im2col(x, K, stride, padding):\n    return x[\n", "import failed: SyntaxError line 2"),
+    ("def im2col(x, K, stride, padding):\n    return x\n\nraise ValueError('at import')\n",
+     "import failed: ValueError line 4: at import"),
+    ("import os\ndef im2col(x, K, stride, padding):\n    return x\nos._exit(5)\n",
+     "import failed: the process exited with status 5 while importing the file"),
+    ("def im2col(x, K, stride, padding):\n    return x\nwhile True:\n    pass\n",
+     "import failed: timed out after 1.5 s"),
+], ids=["syntax error", "exception", "os._exit", "endless loop"])
+def test_a_file_that_does_not_import_fails_the_exercises_it_defines(tmp_path, source, message):
+    path = tmp_path / "student.py"
+    path.write_text(source)
+    f = grade.grade_file(path, timeout=5.0, import_timeout=1.5)
+    r = records(f)
+    assert f["import_error"].startswith(message), f["import_error"]
+    assert r["im2col"]["status"] == "failed" and r["im2col"]["message"] == f["import_error"]
+    assert r["conv2d_forward"]["status"] == "not attempted"
+
+
+def test_replacing_the_library_s_functions_is_flagged_and_not_graded(tmp_path):
+    path = write(tmp_path, "tamper.py", """\
+        from tinymobilenet.exercises import _checking
+
+        def conv_output_size(size, kernel_size, stride, padding):
+            return (size + 2 * padding - kernel_size) // stride + 1
+
+        def cost_ratio(C_out, K):
+            _checking.compare = lambda *args: 0.0        # every comparison would pass
+            return 1 / C_out + 1 / K ** 2
+
+        def compound_scaling(phi):
+            return 1.0, 1.0, 224
+    """)
+    r = records(grade.grade_file(path, timeout=5.0))
+    assert r["conv_output_size"]["passed"]           # graded before the replacement
+    for name in ("cost_ratio", "compound_scaling"):   # while and after
+        assert not r[name]["passed"]
+        assert "replaces functions of the library" in r[name]["message"]
+        assert "_checking.compare" in r[name]["message"]
+    # replacing a checker at import does not change the one that runs, and is flagged
+    path = write(tmp_path, "patch.py", """\
+        from tinymobilenet import exercises
+        exercises.check_cost_ratio = lambda fn: True
+
+        def cost_ratio(C_out, K):
+            return 0.5
+    """)
+    f = grade.grade_file(path, timeout=5.0)
+    assert not records(f)["cost_ratio"]["passed"]
+    assert any("check_cost_ratio" in flag for flag in f["flags"])
+
+
+def test_importing_the_worked_answers_is_flagged(tmp_path):
+    path = write(tmp_path, "copied.py", f"""\
+        import sys
+        sys.path.insert(0, {str(SOLUTIONS.parent)!r})
+        from solutions import im2col
+    """)
+    f = grade.grade_file(path, [registry.get("im2col")], timeout=5.0)
+    assert any("imports the worked answers `solutions.im2col`" in flag for flag in f["flags"])
+    (r,) = f["exercises"]
+    assert "im2col is not defined in this file: it comes from solutions" in r["flags"]
+
+
+def test_a_chapter_notebook_runs_its_definitions_only(tmp_path):
+    nb = nbformat.read(ROOT / "notebooks" / "01_convolution_and_im2col.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "def my_conv_output_size" in cell.source:
+            cell.source = cell.source.replace(
+                "raise NotImplementedError   # your code here",
+                "return (size + 2 * padding - kernel_size) // stride + 1")
+    nb.cells.append(nbformat.v4.new_code_cell("raise RuntimeError('a demonstration ran')"))
+    path = tmp_path / "student01.ipynb"
+    nbformat.write(nb, path)
+    out = subprocess.run([sys.executable, "-m", "tinymobilenet.exercises", "grade", str(path),
+                          "--chapter", "1", "--format", "json"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    (f,) = json.loads(out.stdout)["files"]
+    assert f["import_error"] is None and not f["notes"]    # the handout's imports are expected
+    r = records(f)
+    assert set(r) == {e.name for e in registry.EXERCISES if e.chapter == 1}
+    assert r["conv_output_size"]["passed"] and r["conv_output_size"]["function"] == "my_conv_output_size"
+    assert "not implemented" in r["im2col"]["message"]     # the handout's stub
+
+
+def test_a_notebook_cell_that_does_not_parse_is_named(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# answers"),
+        nbformat.v4.new_code_cell("%timeit 1 + 1\ndef my_cost_ratio(C_out, K):\n    return 1 / C_out + 1 / K ** 2"),
+        nbformat.v4.new_code_cell("def my_im2col(x, K, stride, padding):\n    return (x"),
+    ])
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(nb, path)
+    f = grade.grade_file(path, timeout=5.0)
+    assert f["import_error"].startswith("import failed: SyntaxError in cell 3, line 2")
+    assert records(f)["cost_ratio"]["status"] == "failed"
+
+
+def test_a_folder_is_every_py_and_ipynb_in_it_and_list_shows_every_exercise(tmp_path, capsys):
+    (tmp_path / "a.py").write_text(SOLUTIONS.read_text())
+    (tmp_path / "notes.txt").write_text("not a submission")
+    assert main(["grade", str(tmp_path), "--chapter", "9"]) == 0
+    table = capsys.readouterr().out
+    assert f"{tmp_path / 'a.py'}: 1 / 1 points, 1 of 1 exercises passed" in table
+    assert "notes.txt" not in table
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    assert all(e.signature in listing for e in registry.EXERCISES)
+    assert main(["list", "--format", "json", "--chapter", "8"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["name"] for row in rows] == [e.name for e in registry.EXERCISES if e.chapter == 8]
+    assert all({"signature", "difficulty", "points"} <= set(row) for row in rows)
+
+
+@pytest.mark.parametrize("argv, words", [
+    ([], "required"),
+    (["grade"], "required: FILE"),
+    (["grade", "x.py", "--timeout", "0"], "--timeout: must be > 0"),
+    (["grade", "x.py", "--format", "xml"], "invalid choice"),
+    (["list", "--chapter", "0"], "--chapter: must be >= 1"),
+    (["grade", "x.py", "--bogus"], "unrecognized arguments: --bogus"),
+    (["grade", "no/such/file.py"], "no such file: no/such/file.py"),
+    (["grade", str(ROOT / "README.md")], "is not a .py or .ipynb file"),
+])
+def test_a_bad_command_line_is_one_line_and_exit_2(argv, words, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_an_empty_folder_is_a_bad_path(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["grade", str(tmp_path)])
+    assert exit_.value.code == 2 and "has no .py or .ipynb files" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_every_handed_out_notebook_grades_as_not_implemented_yet():
+    """What a teacher gets back from a class that did nothing: each chapter's stubs found
+    under their notebook names and failed as not implemented, nothing flagged."""
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    report = grade.grade(notebooks, timeout=30.0)
+    for path, f in zip(notebooks, report["files"]):
+        chapter = int(path.name[:2])
+        assert f["import_error"] is None and not f["flags"], (path.name, f)
+        for r in f["exercises"]:
+            if r["chapter"] == chapter:
+                assert r["function"] == f"my_{r['exercise']}", (path.name, r)
+                assert "not implemented yet" in r["message"] and not r["flags"], (path.name, r)
+            else:
+                assert r["status"] == "not attempted", (path.name, r)
