@@ -99,21 +99,29 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
     var = np.empty(C, dtype=x.dtype) if training else running_var.astype(x.dtype)
     inv_std = np.empty(C, dtype=x.dtype)
     ct, tiles = _channel_tiles(x)
+    if not training:
+        # eval: an affine map out = x * scale + shift, two passes and no x - mean buffer
+        # (the form PyTorch's CPU kernel uses too)
+        inv_std[:] = 1 / np.sqrt(var + eps)
+        scale = (gamma * inv_std).astype(x.dtype, copy=False)
+        shift = (beta - mean * scale).astype(x.dtype, copy=False)
 
     def work(chunk):
-        buf = scratch("bn_xc", (N, ct * L), x.dtype)
+        buf = scratch("bn_xc", (N, ct * L), x.dtype) if training else None
         for c0, c1 in chunk:
             k = c1 - c0
             xr, outr = _rows(x, c0, c1), _rows(out, c0, c1)         # (N, k*L)
-            xc = buf[:, :k * L]
             if training:
+                xc = buf[:, :k * L]
                 mean[c0:c1] = _channel_sum(xr, k) / m
-            np.subtract(xr, _per_value(mean[c0:c1], L), out=xc)
-            if training:
+                np.subtract(xr, _per_value(mean[c0:c1], L), out=xc)
                 var[c0:c1] = _channel_dot(xc, xc, k) / m       # biased: normalizes the batch
-            inv_std[c0:c1] = 1 / np.sqrt(var[c0:c1] + eps)
-            np.multiply(xc, _per_value(gamma[c0:c1] * inv_std[c0:c1], L), out=outr)
-            outr += _per_value(beta[c0:c1], L)
+                inv_std[c0:c1] = 1 / np.sqrt(var[c0:c1] + eps)
+                np.multiply(xc, _per_value(gamma[c0:c1] * inv_std[c0:c1], L), out=outr)
+                outr += _per_value(beta[c0:c1], L)
+            else:
+                np.multiply(xr, _per_value(scale[c0:c1], L), out=outr)
+                outr += _per_value(shift[c0:c1], L)
             if clip is not None:                               # the fused ReLU / ReLU6
                 lo, hi = clip
                 if hi is None:
