@@ -27,7 +27,7 @@ class _Activation(Module):
         return tuple(input_shape)
 
     def forward(self, x):
-        check_input(self._label(), x, ndim=x.ndim if hasattr(x, "ndim") else -1)
+        check_input(self, x, ndim=x.ndim if hasattr(x, "ndim") else -1)
         y, self._cache = type(self)._forward(x)
         return y
 

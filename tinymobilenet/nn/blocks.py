@@ -124,7 +124,7 @@ class SqueezeExcitation(Module):
         return f"SqueezeExcitation({self.input_channels}->{self.squeeze_channels})"
 
     def forward(self, x):
-        check_input(self._label(), x, self.input_channels, dtype=self.fc1.weight.data.dtype)
+        check_input(self, x, self.input_channels, dtype=self.fc1.weight.data.dtype)
         pooled, pool_cache = F.global_avg_pool_forward(x, keepdims=True)    # (N, C, 1, 1)
         scale = self.scale_activation(self.fc2(self.activation(self.fc1(pooled))))
         y, excite_cache = F.excite_forward(x, scale)                        # x * scale
@@ -132,7 +132,7 @@ class SqueezeExcitation(Module):
         return y
 
     def _trace(self, shape, tracer):
-        N, C, _, _ = check_shape(self._label(), shape, self.input_channels)
+        N, C, _, _ = check_shape(self, shape, self.input_channels)
         s = self.fc1.trace((N, C, 1, 1), tracer)                    # on the pooled (N, C, 1, 1)
         for m in (self.activation, self.fc2, self.scale_activation):
             s = m.trace(s, tracer)
@@ -248,7 +248,7 @@ class InvertedResidual(Module):
                 f"{self.out_channels}, s={self.stride})")
 
     def forward(self, x):
-        check_input(self._label(), x, self.in_channels)
+        check_input(self, x, self.in_channels)
         y = self._body(x)
         if self.use_res_connect:
             if self._skip is not None:
@@ -257,7 +257,7 @@ class InvertedResidual(Module):
         return y
 
     def _trace(self, shape, tracer):
-        check_shape(self._label(), shape, self.in_channels)
+        check_shape(self, shape, self.in_channels)
         y = self._body.trace(shape, tracer)
         if self.use_res_connect and self._skip is not None:
             y = self._skip.trace(y, tracer)

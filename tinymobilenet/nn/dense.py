@@ -80,11 +80,11 @@ class GroupedLinear(Module):
 
     def output_shape(self, input_shape):
         """(N, out_features) for an input (N, in_features)."""
-        N, _ = check_shape(self._label(), input_shape, self.in_features, 2, "N, {C}")
+        N, _ = check_shape(self, input_shape, self.in_features, 2, "N, {C}")
         return (N, self.out_features)
 
     def forward(self, x):
-        check_input(self._label(), x, self.in_features, ndim=2,
+        check_input(self, x, self.in_features, ndim=2,
                     dtype=self.weight.data.dtype, axes="N, {C}")
         b = None if self.bias is None else self.bias.data
         y, self._cache = F.grouped_linear_forward(x, self.weight.data, b, self.groups)
@@ -131,13 +131,13 @@ class DenseSqueezeExcitation(Module):
         return f"DenseSqueezeExcitation({self.input_features}->{self.squeeze_features})"
 
     def _trace(self, shape, tracer):
-        s = check_shape(self._label(), shape, self.input_features, 2, "N, {C}")
+        s = check_shape(self, shape, self.input_features, 2, "N, {C}")
         for m in (self.fc1, self.activation, self.fc2, self.scale_activation):
             s = m.trace(s, tracer)
         return shape                                                # x * gate
 
     def forward(self, x):
-        check_input(self._label(), x, self.input_features, ndim=2,
+        check_input(self, x, self.input_features, ndim=2,
                     dtype=self.fc1.weight.data.dtype, axes="N, {C}")
         scale = self.scale_activation(self.fc2(self.activation(self.fc1(x))))   # (N, C)
         self._cache = (x, scale)
@@ -215,11 +215,11 @@ class DenseMBConv(Module):
                 f"{self.out_features})")
 
     def _trace(self, shape, tracer):
-        check_shape(self._label(), shape, self.in_features, 2, "N, {C}")
+        check_shape(self, shape, self.in_features, 2, "N, {C}")
         return self.block.trace(shape, tracer)
 
     def forward(self, x):
-        check_input(self._label(), x, self.in_features, ndim=2, axes="N, {C}")
+        check_input(self, x, self.in_features, ndim=2, axes="N, {C}")
         y = self.block(x)
         return y + x if self.use_res_connect else y
 

@@ -34,32 +34,41 @@ def make_rng(rng=None, seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def check_shape(layer: str, shape, channels=None, ndim=4, axes="N, {C}, H, W"):
+def _name(layer) -> str:
+    """A layer's name for a message: the string itself, or a module's ``_label()`` (built
+    only when there is an error to report: formatting it on every call costs time)."""
+    return layer if isinstance(layer, str) else layer._label()
+
+
+def check_shape(layer, shape, channels=None, ndim=4, axes="N, {C}, H, W"):
     """Raise a clear error if ``shape`` is not of the expected rank and channels, e.g.
-    ``Conv2d(32->64): expected input (N, 32, H, W), got (8, 16, 28, 28)``."""
+    ``Conv2d(32->64): expected input (N, 32, H, W), got (8, 16, 28, 28)``. ``layer``: a
+    name or the module itself."""
     shape = tuple(shape)
-    expected = "(" + axes.format(C=channels if channels is not None else "C") + ")"
     if len(shape) != ndim or (channels is not None and shape[1] != channels):
-        raise ValueError(f"{layer}: expected input {expected}, got {shape}")
+        expected = "(" + axes.format(C=channels if channels is not None else "C") + ")"
+        raise ValueError(f"{_name(layer)}: expected input {expected}, got {shape}")
     return shape
 
 
-def check_input(layer: str, x, channels=None, ndim=4, dtype=None, axes="N, {C}, H, W"):
+def check_input(layer, x, channels=None, ndim=4, dtype=None, axes="N, {C}, H, W"):
     """Raise a clear error if ``x`` is not an array of the expected rank, channels, dtype.
 
-    The message names the layer and both the expected and the received shape or dtype,
-    e.g. ``Conv2d(32->64): expected input (N, 32, H, W), got (8, 16, 28, 28)``.
+    The message names the layer (``layer``: a name or the module itself) and both the
+    expected and the received shape or dtype, e.g.
+    ``Conv2d(32->64): expected input (N, 32, H, W), got (8, 16, 28, 28)``.
     """
     if not isinstance(x, np.ndarray):
-        raise TypeError(f"{layer}: expected a numpy array, got {type(x).__name__}")
+        raise TypeError(f"{_name(layer)}: expected a numpy array, got {type(x).__name__}")
     check_shape(layer, x.shape, channels, ndim, axes)
     if dtype is not None and x.dtype != dtype:
         raise TypeError(
-            f"{layer}: expected input dtype {np.dtype(dtype).name} (the dtype of its "
+            f"{_name(layer)}: expected input dtype {np.dtype(dtype).name} (the dtype of its "
             f"parameters), got {x.dtype.name}; cast the input or call .to(dtype) on the model"
         )
-    elif dtype is None and not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"{layer}: expected a floating-point input, got dtype {x.dtype.name}")
+    elif dtype is None and x.dtype.kind != "f":
+        raise TypeError(f"{_name(layer)}: expected a floating-point input, got dtype "
+                        f"{x.dtype.name}")
 
 
 def _uniform(rng, bound, shape, dtype=DEFAULT_DTYPE):
@@ -147,7 +156,7 @@ class Conv2d(Module):
 
     def output_shape(self, input_shape):
         """(N, C_out, Ho, Wo) for an input of ``input_shape`` (N, C_in, H, W)."""
-        N, C, H, W = check_shape(self._label(), input_shape, self.in_channels)
+        N, C, H, W = check_shape(self, input_shape, self.in_channels)
         K, s, p = self.kernel_size, self.stride, self.padding
         if self.same:
             return (N, self.out_channels, F.same_output_size(H, s), F.same_output_size(W, s))
@@ -158,7 +167,7 @@ class Conv2d(Module):
         return (N, self.out_channels, Ho, Wo)
 
     def forward(self, x):
-        check_input(self._label(), x, self.in_channels, dtype=self.weight.data.dtype)
+        check_input(self, x, self.in_channels, dtype=self.weight.data.dtype)
         self.output_shape(x.shape)                       # clear error if K > padded input
         w = self.weight.data
         b = None if self.bias is None else self.bias.data
@@ -258,7 +267,7 @@ class _BatchNorm(Module):
 
     def output_shape(self, input_shape):
         """The input's shape, (N, C, H, W) or (N, C) (after checking C)."""
-        return check_shape(self._label(), input_shape, self.num_features, self._ndim, self._axes)
+        return check_shape(self, input_shape, self.num_features, self._ndim, self._axes)
 
     def forward(self, x):
         return self._normalize(x)
@@ -267,7 +276,7 @@ class _BatchNorm(Module):
         """The forward pass; ``clip=(lo, hi)`` also clips the output in the same pass (a
         fused ReLU/ReLU6, see :mod:`.fusion`), and backward then expects the gradient of
         the clipped output (:func:`tinymobilenet.functional.batchnorm_forward`)."""
-        check_input(self._label(), x, self.num_features, ndim=self._ndim,
+        check_input(self, x, self.num_features, ndim=self._ndim,
                     dtype=self.weight.data.dtype, axes=self._axes)
         y, self._cache = F.batchnorm_forward(
             x, self.weight.data, self.bias.data, self.running_mean, self.running_var,
@@ -324,11 +333,11 @@ class Linear(Module):
 
     def output_shape(self, input_shape):
         """(N, out_features) for an input (N, in_features)."""
-        N, _ = check_shape(self._label(), input_shape, self.in_features, 2, "N, {C}")
+        N, _ = check_shape(self, input_shape, self.in_features, 2, "N, {C}")
         return (N, self.out_features)
 
     def forward(self, x):
-        check_input(self._label(), x, self.in_features, ndim=2,
+        check_input(self, x, self.in_features, ndim=2,
                     dtype=self.weight.data.dtype, axes="N, {C}")
         b = None if self.bias is None else self.bias.data
         y, self._cache = F.linear_forward(x, self.weight.data, b)
@@ -356,11 +365,11 @@ class GlobalAvgPool2d(Module):
 
     def output_shape(self, input_shape):
         """(N, C) with ``flatten``, else (N, C, 1, 1)."""
-        N, C, _, _ = check_shape(self._label(), input_shape)
+        N, C, _, _ = check_shape(self, input_shape)
         return (N, C) if self.flatten else (N, C, 1, 1)
 
     def forward(self, x):
-        check_input(self._label(), x)
+        check_input(self, x)
         y, self._cache = F.global_avg_pool_forward(x, keepdims=not self.flatten)
         return y
 

@@ -56,6 +56,11 @@ class Module:
 
     # ---- registration ------------------------------------------------------------------
     def __setattr__(self, name, value):
+        if name[0] == "_" and "_parameters" in self.__dict__:
+            # private state (caches set by every forward): never a parameter, buffer or
+            # child, so it skips the registry (a hot path: ~1 us a layer a call)
+            object.__setattr__(self, name, value)
+            return
         if "_parameters" not in self.__dict__:
             raise AttributeError(
                 f"{type(self).__name__}.__init__ must call super().__init__() before "
