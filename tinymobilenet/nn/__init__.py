@@ -5,9 +5,9 @@ which stores dL/dparam in each parameter's ``.grad``.
 """
 
 from .module import DEFAULT_DTYPE, Module, Parameter, Sequential
-from .layers import (BatchNorm1d, BatchNorm2d, Conv2d, DepthwiseConv2d, Dropout, Flatten,
-                     GlobalAvgPool2d, Identity, Linear, PointwiseConv2d, check_input, check_shape,
-                     make_rng)
+from .layers import (BatchNorm1d, BatchNorm2d, Dropout, Flatten, GlobalAvgPool2d, Identity,
+                     Linear, check_input, check_shape, make_rng)
+from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d
 from .activations import (ACTIVATIONS, HardSigmoid, Hardsigmoid, HardSwish, Hardswish, ReLU,
                           ReLU6, Sigmoid, SiLU, get_activation)
 from .loss import CrossEntropyLoss

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from .. import functional as F
 from .activations import HardSigmoid, ReLU, ReLU6, Sigmoid, SiLU, get_activation
-from .layers import (BatchNorm2d, Conv2d, DepthwiseConv2d, PointwiseConv2d, check_input,
-                     check_shape, make_rng)
+from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d
+from .layers import BatchNorm2d, check_input, check_shape, make_rng
 from .module import Module, Sequential
 
 __all__ = ["Conv2dNormActivation", "DepthwiseSeparable", "SqueezeExcitation",
