@@ -1,4 +1,6 @@
-"""Stateful layers: thin classes that hold Parameters and call :mod:`tinymobilenet.functional`.
+"""Stateful layers: thin classes that hold Parameters and call :mod:`tinymobilenet.functional`
+(batch norm, linear, pooling, flatten, dropout, identity; the convolutions are in
+:mod:`.conv`), and the input checks and random-generator rule every layer shares.
 
 Weight layouts, constructor arguments and state-dict names follow PyTorch, so
 ``Conv2d(32, 64, 3).weight.data.shape == (64, 32, 3, 3)`` and a torch state dict
