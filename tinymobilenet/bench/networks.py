@@ -6,7 +6,8 @@ keys are torchvision's, so they load as they are. Before timing, the two outputs
 compared on the case's input (:func:`check_same_outputs`): the ratio is only meaningful
 for the same computation.
 
-    training step   forward, cross-entropy, backward, SGD update (train mode)
+    training step   forward, cross-entropy, backward, SGD update (train mode; ours with
+                    BatchNorm + ReLU/ReLU6 fused, as the trainer runs it)
     inference       forward in eval mode, as built and after ``models.fold_batchnorm``
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
-from .cases import Case, _randn
+from .cases import Case, _randn, torch_training_step, training_step
 
 __all__ = ["training_case", "inference_case", "network_cases", "check_same_outputs",
            "TRAINING_MODELS", "INFERENCE_MODELS"]
@@ -67,22 +68,9 @@ def training_case(name, N=8, size=96, lr=1e-4):
     """A training step of ``name`` on random images (N, 3, size, size)."""
 
     def make(rng):
-        model = _ours(name)
-        loss = nn.CrossEntropyLoss()
-        x = _randn(rng, N, 3, size, size)
-        y = rng.integers(0, 1000, N)
-        params = model.parameters()
-        state = {}
-
-        def forward():
-            state["loss"] = loss(model(x), y)
-
-        def backward():
-            model.backward(loss.backward())
-            for p in params:
-                p.data -= lr * p.grad
-
-        return forward, backward
+        x, y = _randn(rng, N, 3, size, size), rng.integers(0, 1000, N)
+        # BatchNorm + ReLU/ReLU6 fused, as the trainer runs a model
+        return training_step(nn.fuse_batchnorm_activation(_ours(name)), x, y, lr)
 
     def make_torch(rng):
         import torch
@@ -90,26 +78,12 @@ def training_case(name, N=8, size=96, lr=1e-4):
         twin = _torch_twin(name, model)
         if twin is None:
             return None
-        x = _randn(rng, N, 3, size, size)
-        y = rng.integers(0, 1000, N)
+        x, y = _randn(rng, N, 3, size, size), rng.integers(0, 1000, N)
         # same weights, same mode: the same logits (dropout off for the check)
         model.eval(), twin.eval()
         with torch.no_grad():
             check_same_outputs(model(x), twin(torch.from_numpy(x)))
-        twin.train()
-        opt = torch.optim.SGD(twin.parameters(), lr=lr)
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-        state = {}
-
-        def forward():
-            opt.zero_grad()
-            state["loss"] = torch.nn.functional.cross_entropy(twin(xt), yt)
-
-        def backward():
-            state["loss"].backward()
-            opt.step()
-
-        return forward, backward
+        return torch_training_step(twin.train(), x, y, lr)
 
     flops = 3.0 * 2.0 * _macs(_ours(name), (N, 3, size, size))
     return Case(f"{name} training step {size}px batch {N}", "network", make, make_torch,
