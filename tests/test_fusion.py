@@ -74,7 +74,8 @@ def _run(model, x, fuse):
 @pytest.mark.parametrize("build", [
     lambda: models.mobilenet_v1(alpha=0.25, num_classes=10),
     lambda: models.mobilenet_v2(width_mult=0.25, num_classes=10),
-    lambda: models.mobilenet_v3_small(num_classes=10)])
+    lambda: models.mobilenet_v3_small(num_classes=10),
+    lambda: models.efficientnet_b0(num_classes=10, dropout=0.0, stochastic_depth_prob=0.0)])
 @pytest.mark.parametrize("train", [True, False])
 def test_models_fused_and_unfused_agree(build, train):
     x = randn(2, 3, 32, 32, seed=1).astype(np.float32)
@@ -92,15 +93,15 @@ def test_models_fused_and_unfused_agree(build, train):
 
 def test_fusion_is_explicit_and_reversible():
     seq = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU6(),
-                        nn.BatchNorm2d(4), nn.HardSwish(), nn.BatchNorm2d(4), nn.ReLU())
+                        nn.BatchNorm2d(4), nn.HardSigmoid(), nn.BatchNorm2d(4), nn.ReLU())
     keys = list(seq.state_dict())
     kinds = lambda: [type(m).__name__ for m in seq]
-    assert kinds() == ["Conv2d", "BatchNorm2d", "ReLU6", "BatchNorm2d", "HardSwish",
+    assert kinds() == ["Conv2d", "BatchNorm2d", "ReLU6", "BatchNorm2d", "HardSigmoid",
                        "BatchNorm2d", "ReLU"]                  # built apart, as torchvision
     bn = seq[1]
     nn.fuse_batchnorm_activation(seq)
-    # only BN -> ReLU/ReLU6 pairs fuse; the activation's place holds an Identity
-    assert kinds() == ["Conv2d", "BatchNormAct2d", "Identity", "BatchNorm2d", "HardSwish",
+    # only BN -> ReLU/ReLU6/SiLU/h-swish pairs fuse; the activation's place holds an Identity
+    assert kinds() == ["Conv2d", "BatchNormAct2d", "Identity", "BatchNorm2d", "HardSigmoid",
                        "BatchNormAct2d", "Identity"]
     assert list(seq.state_dict()) == keys                     # the same keys: weights load
     assert seq[1].weight is bn.weight and seq[1].running_mean is bn.running_mean
@@ -111,7 +112,7 @@ def test_fusion_is_explicit_and_reversible():
         assert kinds()[1:3] == ["BatchNorm2d", "ReLU6"]
     assert kinds()[1:3] == ["BatchNormAct2d", "Identity"]    # fused again after the block
     nn.unfuse_batchnorm_activation(seq)
-    assert kinds() == ["Conv2d", "BatchNorm2d", "ReLU6", "BatchNorm2d", "HardSwish",
+    assert kinds() == ["Conv2d", "BatchNorm2d", "ReLU6", "BatchNorm2d", "HardSigmoid",
                        "BatchNorm2d", "ReLU"]
     with nn.fused(seq):
         assert kinds()[1] == "BatchNormAct2d"
@@ -139,3 +140,46 @@ def test_unfused_modules_cache_their_activations():
         seq(x)
         assert seq[2]._cache is not None
     assert gradcheck.kink_distance(seq, x) > 0       # reads the ReLU6 input, unfused inside
+
+
+SMOOTH = [("silu", F.silu_forward, F.silu_backward),
+          ("hardswish", F.hardswish_forward, F.hardswish_backward)]
+
+
+@pytest.mark.parametrize("name, act_fwd, act_bwd", SMOOTH)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(4, 5, 3, 7), (6, 3)])
+def test_fused_batchnorm_silu_hardswish_equal_the_two_layers(name, act_fwd, act_bwd,
+                                                             training, shape):
+    C = shape[1]
+    x = 4 * randn(*shape, seed=1)                 # both sides of h-swish's -3 and 3
+    gamma, beta, dout = 2 + np.abs(randn(C, seed=2)), randn(C, seed=3), randn(*shape, seed=4)
+    z, bn_cache = F.batchnorm_forward(x, gamma, beta, np.zeros(C), np.ones(C), training=training)
+    y, act_cache = act_fwd(z)
+    want = (y, *F.batchnorm_backward(act_bwd(dout, act_cache), bn_cache))
+    fy, cache = F.batchnorm_forward(x, gamma, beta, np.zeros(C), np.ones(C), training=training,
+                                    activation=name)
+    got = (fy, *F.batchnorm_backward(dout, cache))
+    for g, w in zip(got, want):                   # another code path: round-off
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["silu", "hardswish"])
+def test_fused_batchnorm_silu_hardswish_gradcheck(name):
+    x = 3 * randn(4, 3, 5, 6, seed=1) + 1
+    gamma, beta = 2 * randn(3, seed=2), 1 + randn(3, seed=3)
+
+    def fwd(x, gamma, beta):
+        return F.batchnorm_forward(x, gamma, beta, np.zeros(3), np.ones(3), activation=name)
+
+    z = F.batchnorm_forward(x, gamma, beta, np.zeros(3), np.ones(3))[0]
+    assert np.min(np.abs(np.abs(z) - 3)) > 1e-4                   # no point on h-swish's kinks
+    r = gradcheck.check_function(fwd, F.batchnorm_backward,
+                                 {"x": x, "gamma": gamma, "beta": beta}, tol=1e-7)
+    assert r.ok, str(r)
+
+
+def test_unknown_fused_activation_is_refused():
+    with pytest.raises(ValueError, match="activation"):
+        F.batchnorm_forward(randn(4, 3), np.ones(3), np.zeros(3), np.zeros(3), np.ones(3),
+                            activation="tanh")

@@ -145,3 +145,22 @@ def test_conv_batch_tiles_with_a_shorter_last_tile_match_naive(K, s, p, groups, 
     for a, e in zip(F.conv2d_backward(dout, cache)[:2],
                     F.conv2d_backward_naive(dout, ref_cache)[:2]):
         np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["silu", "hardswish", "relu"])
+def test_tiled_batchnorm_with_a_fused_activation_matches_the_layers_apart(activation, tiny_tiles):
+    acts = {"silu": (F.silu_forward, F.silu_backward),
+            "hardswish": (F.hardswish_forward, F.hardswish_backward),
+            "relu": (F.relu_forward, F.relu_backward)}
+    fwd, bwd = acts[activation]
+    x = randn(4, 6, 3, 5, seed=1) * 3 + 1
+    C = x.shape[1]
+    gamma, beta, dout = randn(C, seed=2), randn(C, seed=3), randn(*x.shape, seed=4)
+    for training in (True, False):
+        z, cache = F.batchnorm_forward(x, gamma, beta, np.zeros(C), np.ones(C), training=training)
+        y, act_cache = fwd(z)
+        want = (y, *F.batchnorm_backward(bwd(dout, act_cache), cache))
+        fy, fcache = F.batchnorm_forward(x, gamma, beta, np.zeros(C), np.ones(C),
+                                         training=training, activation=activation)
+        for g, w in zip((fy, *F.batchnorm_backward(dout, fcache)), want):
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-10)   # other tiles: round-off

@@ -54,28 +54,97 @@ def _channel_dot(a, b, ct):
     return np.einsum("nl,nl->l", a, b).reshape(ct, -1).sum(axis=1)
 
 
-def _check_clip(clip):
-    if clip is None:
+# The activations batch norm can apply in its own pass over each tile (see
+# batchnorm_forward): ReLU and ReLU6 as clips, SiLU and h-swish as short chains.
+ACTIVATIONS = ("relu", "relu6", "silu", "hardswish")
+
+
+def _check_activation(activation, clip):
+    """The fused activation as ("clip", (lo, hi)) / ("silu", None) / ("hardswish", None)
+    or None; ``clip=(lo, hi)`` is the older spelling of a clip."""
+    if clip is not None:
+        if activation is not None:
+            raise ValueError("batchnorm: give activation= or clip=, not both")
+        lo, hi = clip
+        if hi is not None and not hi > lo:
+            raise ValueError(f"batchnorm: clip must be (lo, hi) with hi > lo or hi None, "
+                             f"got {clip}")
+        return "clip", (float(lo), None if hi is None else float(hi))
+    if activation is None:
         return None
-    lo, hi = clip
-    if hi is not None and not hi > lo:
-        raise ValueError(f"batchnorm: clip must be (lo, hi) with hi > lo or hi None, got {clip}")
-    return float(lo), None if hi is None else float(hi)
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"batchnorm: activation must be one of {', '.join(ACTIVATIONS)}, "
+                         f"got {activation!r}")
+    if activation in ("relu", "relu6"):
+        return "clip", (0.0, None if activation == "relu" else 6.0)
+    return activation, None
+
+
+def _activate(act, z, saved, tmp):
+    """Apply the fused activation to a tile z in place; ``saved`` (rows like z) receives
+    what its backward needs: sigmoid(z) for SiLU, z itself for h-swish."""
+    kind, clip = act
+    if kind == "clip":
+        lo, hi = clip
+        if hi is None:
+            np.maximum(z, lo, out=z)
+        else:
+            np.clip(z, lo, hi, out=z)
+    elif kind == "silu":                                # y = z * sigmoid(z)
+        np.negative(z, out=saved)
+        with np.errstate(over="ignore"):                # exp(88+) = inf: sigmoid 0, exact
+            np.exp(saved, out=saved)
+        saved += 1
+        np.reciprocal(saved, out=saved)
+        z *= saved
+    else:                                               # h-swish: y = z * relu6(z + 3) / 6
+        saved[...] = z
+        np.add(z, 3, out=tmp)
+        np.clip(tmp, 0, 6, out=tmp)
+        z *= tmp
+        z /= 6
+
+
+def _activation_grad(act, dy, y, saved, out, masks):
+    """dz = dy * f'(z) of the fused activation for one tile, written into ``out``."""
+    kind, clip = act
+    if kind == "clip":                                  # 1 where lo < y < hi
+        lo, hi = clip
+        ins, below = masks
+        np.greater(y, lo, out=ins)
+        if hi is not None:
+            np.logical_and(ins, np.less(y, hi, out=below), out=ins)
+        return np.multiply(dy, ins, out=out)
+    if kind == "silu":                                  # dy * (s + y * (1 - s))
+        np.subtract(1, saved, out=out)
+        out *= y
+        out += saved
+        out *= dy
+        return out
+    z = saved                                           # h-swish: (2z + 3) / 6 inside
+    np.multiply(z, 2, out=out)
+    out += 3
+    out /= 6
+    np.putmask(out, z <= -3, 0)
+    np.putmask(out, z >= 3, 1)
+    out *= dy
+    return out
 
 
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
-                      momentum=0.1, eps=1e-5, clip=None):
-    """Forward pass of batch norm, optionally fused with a ReLU or ReLU6.
+                      momentum=0.1, eps=1e-5, clip=None, activation=None):
+    """Forward pass of batch norm, optionally fused with the activation after it.
 
     Returns ``(out, cache)`` with ``out`` shaped like ``x``. In training mode
     ``running_mean`` and ``running_var`` (C,) are updated in place.
 
-    ``clip=(lo, hi)`` clips the output to [lo, hi] (``hi=None``: no upper bound) in the
-    same pass over each tile: ``clip=(0, None)`` is BN followed by ReLU, ``(0, 6)`` BN
-    followed by ReLU6, without writing and re-reading the BN output in between. The
-    backward pass then takes the gradient with respect to the *clipped* output and
-    applies the activation's mask first (1 where lo < out < hi, PyTorch's convention at
-    the kinks).
+    ``activation`` ("relu", "relu6", "silu" or "hardswish") is applied to each tile while
+    it is in cache, without writing and re-reading the BN output in between
+    (``clip=(lo, hi)`` is a clip to [lo, hi], ``hi=None`` no upper bound: ``(0, 6)`` is
+    ReLU6). The backward pass then takes the gradient with respect to the activation's
+    output and applies the activation's derivative first (PyTorch's conventions at the
+    kinks). SiLU keeps sigmoid(z) and h-swish keeps z (one activation-sized array each,
+    what the layer apart would keep); ReLU/ReLU6 need only the output.
 
     Per channel tile (see :func:`_channel_tiles`): the mean, ``xc = x - mean`` in a
     tile-sized scratch buffer, the biased variance from ``xc`` (two passes, no
@@ -85,7 +154,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
     tile by tile in cache. So the only activation-sized allocation is ``out``.
     """
     _check(x)
-    clip = _check_clip(clip)
+    act = _check_activation(activation, clip)
     N, C = x.shape[:2]
     L = x.size // (N * C) if x.size else 1           # values per channel per sample: H*W
     m = N * L                                        # values per channel: N*H*W
@@ -106,8 +175,11 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
         scale = (gamma * inv_std).astype(x.dtype, copy=False)
         shift = (beta - mean * scale).astype(x.dtype, copy=False)
 
+    saved = np.empty(x.shape, dtype=x.dtype) if act and act[0] != "clip" else None
+
     def work(chunk):
-        buf = scratch("bn_xc", (N, ct * L), x.dtype) if training else None
+        need_tmp = training or (act is not None and act[0] == "hardswish")
+        buf = scratch("bn_xc", (N, ct * L), x.dtype) if need_tmp else None
         for c0, c1 in chunk:
             k = c1 - c0
             xr, outr = _rows(x, c0, c1), _rows(out, c0, c1)         # (N, k*L)
@@ -122,12 +194,9 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
             else:
                 np.multiply(xr, _per_value(scale[c0:c1], L), out=outr)
                 outr += _per_value(shift[c0:c1], L)
-            if clip is not None:                               # the fused ReLU / ReLU6
-                lo, hi = clip
-                if hi is None:
-                    np.maximum(outr, lo, out=outr)
-                else:
-                    np.clip(outr, lo, hi, out=outr)
+            if act is not None:                                # the fused activation
+                _activate(act, outr, None if saved is None else _rows(saved, c0, c1),
+                          None if buf is None else buf[:, :k * L])
 
     run_tiles(work, tiles, size=x.size)
     if training:
@@ -136,8 +205,8 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
         running_mean += momentum * mean
         running_var *= 1 - momentum
         running_var += momentum * var * (m / (m - 1))
-    clipped = None if clip is None else (out, clip)
-    cache = (x, gamma, inv_std, training, mean, ct, tiles, clipped)
+    fused = None if act is None else (act, out, saved)
+    cache = (x, gamma, inv_std, training, mean, ct, tiles, fused)
     return out, cache
 
 
@@ -152,10 +221,10 @@ def batchnorm_backward(dout, cache):
     constants and ``dx = gamma * inv_std * dout``. With xc = x - mean (rebuilt per channel
     tile) the train-mode formula is computed as
     ``dx = k * (dout - mean(dout) - xc * (inv_std**2 * mean(dout * xc)))``, k = gamma * inv_std.
-    After a fused clip (see :func:`batchnorm_forward`) ``dout`` is first masked, per tile,
-    by ``lo < out < hi``: the activation's backward.
+    After a fused activation (see :func:`batchnorm_forward`) ``dout`` first goes through
+    the activation's backward, per tile.
     """
-    x, gamma, inv_std, training, mean, ct, tiles, clipped = cache
+    x, gamma, inv_std, training, mean, ct, tiles, fused = cache
     N, C = x.shape[:2]
     L = x.size // (N * C) if x.size else 1
     m = N * L
@@ -166,19 +235,17 @@ def batchnorm_backward(dout, cache):
 
     def work(chunk):
         buf = scratch("bn_xc", (N, ct * L), x.dtype)
-        if clipped is not None:
-            out, (lo, hi) = clipped
+        if fused is not None:
+            act, out, saved = fused
             inside = scratch("bn_inside", (N, ct * L), bool)
             below = scratch("bn_below", (N, ct * L), bool)
         for c0, c1 in chunk:
             k = c1 - c0
             dr, xr, dxr = _rows(dout, c0, c1), _rows(x, c0, c1), _rows(dx, c0, c1)
-            if clipped is not None:                    # the activation's backward first,
-                outr, ins = _rows(out, c0, c1), inside[:, :k * L]     # into dx's rows
-                np.greater(outr, lo, out=ins)
-                if hi is not None:
-                    np.logical_and(ins, np.less(outr, hi, out=below[:, :k * L]), out=ins)
-                dr = np.multiply(dr, ins, out=dxr)
+            if fused is not None:                      # the activation's backward first,
+                dr = _activation_grad(                 # into dx's rows
+                    act, dr, _rows(out, c0, c1), None if saved is None else _rows(saved, c0, c1),
+                    dxr, (inside[:, :k * L], below[:, :k * L]))
             xc = buf[:, :k * L]
             np.subtract(xr, _per_value(mean[c0:c1], L), out=xc)
             scale = gamma[c0:c1] * inv_std[c0:c1]                   # (k,)

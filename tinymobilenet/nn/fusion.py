@@ -1,14 +1,15 @@
-"""Fusing a BatchNorm with the ReLU or ReLU6 right after it: one pass over memory, not two.
+"""Fusing a BatchNorm with the activation right after it: one pass over memory, not two.
 
-Run apart, BatchNorm writes its whole output to memory and the activation reads it back to
-clip it: one more pass over an activation-sized array, each way (forward and backward).
-Fused, BatchNorm clips its own output while each tile is in cache
-(``F.batchnorm_forward(..., clip=(0, 6))``), and its backward applies the activation's
-mask first. The arithmetic per element is the same.
+Run apart, BatchNorm writes its whole output to memory and the activation reads it back:
+one more pass over an activation-sized array, each way (forward and backward), and one
+more layer call. Fused, BatchNorm applies the activation (ReLU, ReLU6, SiLU or h-swish) to
+its own output while each tile is in cache (``F.batchnorm_forward(..., activation="silu")``),
+and its backward applies the activation's derivative first. The arithmetic per element
+is the same.
 
 Fusion is an explicit step that changes the model's structure, the way
 ``torch.ao.quantization.fuse_modules`` does: in every Sequential, a ``BatchNorm2d`` (or
-``BatchNorm1d``) directly followed by a ``ReLU``/``ReLU6`` becomes one
+``BatchNorm1d``) directly followed by a ``ReLU``, ``ReLU6``, ``SiLU`` or ``HardSwish`` becomes one
 :class:`BatchNormAct2d` (:class:`BatchNormAct1d`) in the BatchNorm's place, sharing its
 parameters and running statistics, and the activation's place holds an ``Identity``. The
 state-dict keys do not change (the activation has no state), so weights load either way.
@@ -27,29 +28,26 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from .activations import ReLU, ReLU6
+from .activations import HardSwish, ReLU, ReLU6, SiLU
 from .layers import BatchNorm1d, BatchNorm2d, Identity
 from .module import Module, Sequential
 
 __all__ = ["BatchNormAct1d", "BatchNormAct2d", "fuse_batchnorm_activation",
            "unfuse_batchnorm_activation", "fused", "unfused"]
 
-# the activations a BatchNorm can apply in its own pass: clip(x, lo, hi), hi None = no cap
-_CLIPS = {ReLU: (0.0, None), ReLU6: (0.0, 6.0)}
+# the activations a BatchNorm can apply in its own pass (F.batchnorm_forward's names)
+_FUSABLE = {ReLU: "relu", ReLU6: "relu6", SiLU: "silu", HardSwish: "hardswish"}
 
 
 class _BatchNormAct:
-    """BatchNorm followed by ReLU or ReLU6, in one pass (see the module docstring)."""
+    """BatchNorm followed by ReLU, ReLU6, SiLU or h-swish, in one pass (see the module
+    docstring)."""
 
     activation_class = ReLU6
     plain_class = None               # the BatchNorm class this fuses (set by subclasses)
 
-    @property
-    def clip(self):
-        return _CLIPS[self.activation_class]
-
     def forward(self, x):
-        return self._normalize(x, clip=self.clip)
+        return self._normalize(x, activation=_FUSABLE[self.activation_class])
 
     def extra_repr(self):
         return super().extra_repr() + f", activation={self.activation_class.__name__}"
@@ -80,12 +78,12 @@ class _BatchNormAct:
 
 
 class BatchNormAct2d(_BatchNormAct, BatchNorm2d):
-    """``BatchNorm2d`` then ``ReLU``/``ReLU6`` in one pass: x (N, C, H, W) -> same shape."""
+    """``BatchNorm2d`` then its activation in one pass: x (N, C, H, W) -> same shape."""
     plain_class = BatchNorm2d
 
 
 class BatchNormAct1d(_BatchNormAct, BatchNorm1d):
-    """``BatchNorm1d`` then ``ReLU``/``ReLU6`` in one pass: x (N, C) -> same shape."""
+    """``BatchNorm1d`` then its activation in one pass: x (N, C) -> same shape."""
     plain_class = BatchNorm1d
 
 
@@ -93,13 +91,13 @@ _FUSED = {BatchNorm2d: BatchNormAct2d, BatchNorm1d: BatchNormAct1d}
 
 
 def fuse_batchnorm_activation(model: Module) -> Module:
-    """Fuse every BatchNorm directly followed by a ReLU/ReLU6 inside a Sequential of
+    """Fuse every BatchNorm directly followed by a ReLU/ReLU6/SiLU/h-swish inside a Sequential of
     ``model``, in place; returns ``model``. Fusing a fused model changes nothing."""
     for seq in [m for m in model.modules() if isinstance(m, Sequential)]:
         names = list(seq._modules)
         for a, b in zip(names, names[1:]):
             bn, act = seq._modules[a], seq._modules[b]
-            if type(bn) in _FUSED and type(act) in _CLIPS:
+            if type(bn) in _FUSED and type(act) in _FUSABLE:
                 setattr(seq, a, _FUSED[type(bn)].of(bn, type(act)))
                 setattr(seq, b, Identity().train(act.training))
     return model

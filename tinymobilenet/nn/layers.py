@@ -107,15 +107,17 @@ class _BatchNorm(Module):
     def forward(self, x):
         return self._normalize(x)
 
-    def _normalize(self, x, clip=None):
-        """The forward pass; ``clip=(lo, hi)`` also clips the output in the same pass (a
-        fused ReLU/ReLU6, see :mod:`.fusion`), and backward then expects the gradient of
-        the clipped output (:func:`tinymobilenet.functional.batchnorm_forward`)."""
+    def _normalize(self, x, activation=None):
+        """The forward pass; ``activation`` ("relu", "relu6", "silu", "hardswish") is
+        applied in the same pass (a fused activation, see :mod:`.fusion`), and backward
+        then expects the gradient of the activation's output
+        (:func:`tinymobilenet.functional.batchnorm_forward`)."""
         check_input(self, x, self.num_features, ndim=self._ndim,
                     dtype=self.weight.data.dtype, axes=self._axes)
         y, self._cache = F.batchnorm_forward(
             x, self.weight.data, self.bias.data, self.running_mean, self.running_var,
-            training=self.training, momentum=self.momentum, eps=self.eps, clip=clip)
+            training=self.training, momentum=self.momentum, eps=self.eps,
+            activation=activation)
         if self.training:
             self.num_batches_tracked = self.num_batches_tracked + 1
         return y
