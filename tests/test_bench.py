@@ -9,6 +9,10 @@ import pytest
 
 from tinymobilenet import bench
 
+# the chapters these tests back (select with: pytest -m ch09)
+pytestmark = [pytest.mark.ch09]
+
+
 RESULT_FIELDS = {"name", "kind", "fwd_ms", "bwd_ms", "ms", "gflop", "gbytes", "bound",
                  "achieved", "unit", "roof_fraction", "torch_ms", "ratio", "target"}
 

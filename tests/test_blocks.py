@@ -7,6 +7,10 @@ from tinymobilenet import nn
 
 from conftest import assert_module_grads, randn
 
+# the chapters these tests back (select with: pytest -m ch06)
+pytestmark = [pytest.mark.ch06, pytest.mark.ch07, pytest.mark.ch08]
+
+
 
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("make, shape", [

@@ -10,6 +10,10 @@ from tinymobilenet import gradcheck
 
 from conftest import randn
 
+# the chapters these tests back (select with: pytest -m ch01)
+pytestmark = [pytest.mark.ch01, pytest.mark.ch02, pytest.mark.ch03]
+
+
 # (N, C, H, W, Co, K, stride, padding, groups): odd and non-square sizes, stride 1/2/3,
 # padding 0/1/2, K 1/3/5, groups 1 / g / C, channel multiplier > 1 (Co = 2C, groups = C)
 CONV_CASES = [

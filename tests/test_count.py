@@ -41,6 +41,10 @@ from tinymobilenet import count, models, nn
 from tinymobilenet.models import mobilenet_v1
 from tinymobilenet.models.mobilenet_v1 import V1_BLOCKS
 
+# the chapters these tests back (select with: pytest -m ch03)
+pytestmark = [pytest.mark.ch03, pytest.mark.ch05]
+
+
 
 def printed(paper, exact):
     """True if ``paper`` is ``exact`` rounded or truncated to the paper's last digit."""

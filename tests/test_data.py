@@ -7,6 +7,10 @@ import pytest
 
 import tinymobilenet.data as D
 
+# the chapters these tests back (select with: pytest -m ch09)
+pytestmark = [pytest.mark.ch09]
+
+
 
 @pytest.fixture(scope="module")
 def digits():

@@ -9,6 +9,10 @@ from tinymobilenet.models import dense
 
 from conftest import randn
 
+# the chapters these tests back (select with: pytest -m ch04)
+pytestmark = [pytest.mark.ch04]
+
+
 CASES = [
     (lambda: models.mobilenet_v1(0.25, num_classes=5), (2, 3, 32, 32)),
     (lambda: models.mobilenet_v2(0.35, num_classes=5), (2, 3, 32, 32)),

@@ -10,6 +10,10 @@ from tinymobilenet import gradcheck, models, nn
 
 from conftest import randn
 
+# the chapters these tests back (select with: pytest -m ch04)
+pytestmark = [pytest.mark.ch04]
+
+
 CLIPS = [("relu", (0.0, None), F.relu_forward, F.relu_backward),
          ("relu6", (0.0, 6.0), F.relu6_forward, F.relu6_backward)]
 

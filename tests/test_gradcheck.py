@@ -8,6 +8,10 @@ from tinymobilenet import gradcheck, nn
 
 from conftest import randn
 
+# the chapters these tests back (select with: pytest -m ch02)
+pytestmark = [pytest.mark.ch02]
+
+
 
 def test_checker_catches_a_depthwise_backward_that_ignores_the_stride():
     def wrong_backward(dout, cache):

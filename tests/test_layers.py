@@ -8,6 +8,10 @@ from tinymobilenet import gradcheck, nn
 
 from conftest import assert_module_grads, randn
 
+# the chapters these tests back (select with: pytest -m ch04)
+pytestmark = [pytest.mark.ch04]
+
+
 CONV_LAYERS = [  # (constructor, input shape)
     (lambda: nn.Conv2d(3, 4, 3, stride=1, padding=1), (2, 3, 7, 9)),
     (lambda: nn.Conv2d(3, 5, 5, stride=2, padding=2), (2, 3, 9, 8)),

@@ -20,6 +20,10 @@ from tinymobilenet.models.efficientnet_lite import EfficientNetLite
 from conftest import randn
 from test_models import check_model_gradients
 
+# the chapters these tests back (select with: pytest -m ch08)
+pytestmark = [pytest.mark.ch08, pytest.mark.ch10]
+
+
 DATA = Path(__file__).parent / "data"
 NAMES = [f"efficientnet_lite{i}" for i in range(5)]
 

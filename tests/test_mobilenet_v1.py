@@ -7,6 +7,10 @@ from tinymobilenet import gradcheck, models, nn
 
 from conftest import randn
 
+# the chapters these tests back (select with: pytest -m ch05)
+pytestmark = [pytest.mark.ch05]
+
+
 
 def test_parameter_count_matches_reference_summary():
     # 4,231,976 trainable parameters (weights, BN gamma/beta, FC bias): the torchinfo

@@ -18,6 +18,10 @@ from tinymobilenet.models.efficientnet import EfficientNet
 
 from conftest import randn
 
+# the chapters these tests back (select with: pytest -m ch06)
+pytestmark = [pytest.mark.ch06, pytest.mark.ch07, pytest.mark.ch08]
+
+
 DATA = Path(__file__).parent / "data"
 
 with gzip.open(DATA / "torchvision_state_dicts.json.gz", "rt") as f:

@@ -16,7 +16,7 @@ from tinymobilenet import models, nn
 
 torchvision = pytest.importorskip("torchvision")
 torch = pytest.importorskip("torch")
-pytestmark = [pytest.mark.torch, pytest.mark.slow]
+pytestmark = [pytest.mark.torch, pytest.mark.slow, pytest.mark.ch06, pytest.mark.ch07, pytest.mark.ch08]
 torch.set_num_threads(1)      # tiny float64 tensors: threads only contend on shared cores
 
 # PyTorch's hardsigmoid backward multiplies by 1/6 rounded to float32 even for float64

@@ -9,6 +9,10 @@ import pytest
 from tinymobilenet import nn
 from tinymobilenet.optim import SGD, Constant, Cosine, StepDecay, Warmup, param_groups
 
+# the chapters these tests back (select with: pytest -m ch09)
+pytestmark = [pytest.mark.ch09]
+
+
 
 def make_params(seed=0, shapes=((3, 4), (4,))):
     rng = np.random.default_rng(seed)

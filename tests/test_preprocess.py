@@ -8,6 +8,10 @@ from PIL import Image
 
 from tinymobilenet import data
 
+# the chapters these tests back (select with: pytest -m ch10)
+pytestmark = [pytest.mark.ch10]
+
+
 # torchvision 0.29.1's weights metadata (transforms() of each entry), as the reference
 # table pretrained_weights.json lists it
 ENTRIES = {

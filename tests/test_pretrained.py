@@ -22,6 +22,10 @@ from tinymobilenet.models import pretrained
 
 import pth_writer
 
+# the chapters these tests back (select with: pytest -m ch10)
+pytestmark = [pytest.mark.ch10]
+
+
 MODEL, WEIGHTS = "mobilenet_v3_small", "IMAGENET1K_V1"
 KEY = f"{MODEL}.{WEIGHTS}"
 

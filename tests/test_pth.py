@@ -23,6 +23,10 @@ from tinymobilenet.models import pth
 import pth_writer
 from pth_writer import View
 
+# the chapters these tests back (select with: pytest -m ch10)
+pytestmark = [pytest.mark.ch10]
+
+
 DATA = Path(__file__).parent / "data"
 FIXTURES = [DATA / "pth_zip.pth", DATA / "pth_legacy.pth"]
 LAYOUTS = ["zip", "legacy"]

@@ -14,6 +14,10 @@ from tinymobilenet import functional as F
 
 from conftest import assert_module_grads, randn
 
+# the chapters these tests back (select with: pytest -m ch03)
+pytestmark = [pytest.mark.ch03, pytest.mark.ch10]
+
+
 
 def tf_padding(size, K, stride):
     """TensorFlow's documented rule (tf.nn.convolution, "SAME"), written out on its own

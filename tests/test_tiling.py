@@ -13,6 +13,10 @@ from tinymobilenet.functional import conv2d, tiling
 
 from conftest import randn
 
+# the chapters these tests back (select with: pytest -m ch03)
+pytestmark = [pytest.mark.ch03, pytest.mark.ch09]
+
+
 
 @pytest.fixture(params=["one channel per tile", "default tiles"])
 def tiny_tiles(request, monkeypatch):

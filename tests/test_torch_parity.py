@@ -10,7 +10,7 @@ import pytest
 from tinymobilenet import gradcheck, nn
 
 torch = pytest.importorskip("torch")
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch, pytest.mark.ch02, pytest.mark.ch04, pytest.mark.ch07]
 
 RTOL = 1e-8
 # PyTorch's hardsigmoid backward multiplies by 1/6 rounded to float32 (0.1666666716...)

@@ -11,6 +11,10 @@ from tinymobilenet import models
 
 from conftest import randn
 
+# the chapters these tests back (select with: pytest -m ch10)
+pytestmark = [pytest.mark.ch10]
+
+
 
 def test_npz_round_trip_same_outputs(tmp_path):
     a = models.mobilenet_v3_small(0.5, num_classes=4, seed=1).eval()
