@@ -34,3 +34,33 @@ def depthwise_path(request, monkeypatch):
     from tinymobilenet.functional import depthwise
     monkeypatch.setattr(depthwise, "BANDED_WIDTH", 10 ** 6 if request.param == "banded" else 0)
     return request.param
+
+
+# ---- image folders (torchvision's ImageFolder layout) for the data, train and predict tests
+
+def draw_image(label, seed, size=(12, 10), mode="L"):
+    """A PIL image of class ``label``: a bright horizontal bar whose height depends on the
+    class, on a noisy dark background (learnable in a few steps). ``size`` is (W, H)."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    w, h = size
+    pixels = rng.integers(0, 60, (h, w)).astype(np.uint8)
+    row = (label * 3 + 1) % h
+    pixels[row:row + 2] = 230
+    image = Image.fromarray(pixels, "L")
+    if mode == "RGB":
+        rgb = np.stack([pixels, pixels // 2, 255 - pixels], axis=-1)   # not a gray image
+        image = Image.fromarray(rgb, "RGB")
+    return image
+
+
+def make_image_folder(root, classes=("bar0", "bar1", "bar2"), per_class=6, size=(12, 10),
+                      mode="L", ext="png", seed=0):
+    """root/<class>/<i>.<ext> images of :func:`draw_image`; returns root."""
+    from pathlib import Path
+    root = Path(root)
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            draw_image(k, seed * 1000 + 100 * k + i, size, mode).save(root / name / f"{i}.{ext}")
+    return root

@@ -142,7 +142,9 @@ def test_dense_efficientnet_structure_and_shapes():
 
 @pytest.mark.parametrize("opts", [
     dict(input_dim=20), dict(input_dim=7, num_classes=4), dict(input_dim=5, hidden_dims=(30,)),
-    dict(input_dim=5, hidden_dims=(64, 100), width_multiplier=0.3)])
+    dict(input_dim=5, hidden_dims=(64, 100), width_multiplier=0.3),
+    dict(input_dim=5, hidden_dims=(12, 7), divisor=1),
+    dict(input_dim=5, hidden_dims=(30,), width_multiplier=0.3, divisor=1)])
 def test_mobilenet_output_size(opts):
     model = dense.mobilenet(**opts)
     y = model(randn(2, opts["input_dim"]).astype(np.float32))
@@ -151,7 +153,10 @@ def test_mobilenet_output_size(opts):
 
 @pytest.mark.parametrize("opts", [
     dict(input_dim=20), dict(input_dim=7, num_classes=4), dict(input_dim=5, base_dim=12),
-    dict(input_dim=5, width_multiplier=0.6, depth_multiplier=0.5)])
+    dict(input_dim=5, width_multiplier=0.6, depth_multiplier=0.5),
+    dict(input_dim=5, head_dim=40), dict(input_dim=5, head_dim=40, width_multiplier=0.5),
+    dict(input_dim=5, head_dim=50, divisor=1, width_multiplier=0.3),
+    dict(input_dim=5, base_dim=10, divisor=1), dict(input_dim=5, expand_ratio=2, se_ratio=0)])
 def test_efficientnet_output_size(opts):
     model = dense.efficientnet(**opts)
     y = model(randn(2, opts["input_dim"]).astype(np.float32))
@@ -207,3 +212,69 @@ def test_dense_errors():
         dense.efficientnet(4, depth_multiplier=0)
     with pytest.raises(TypeError, match="width_mult"):
         models.get_model("dense_efficientnet", input_dim=4, width_mult=2)
+
+
+# ---- the builders' options closer to the seed descriptions -----------------------------
+
+def test_divisor_1_keeps_the_seeds_own_width_rounding():
+    model = dense.mobilenet(10, hidden_dims=(12, 100, 30), width_multiplier=0.5, divisor=1)
+    assert [b.out_features for b in model.blocks] == [max(1, round(h * 0.5)) for h in
+                                                      (12, 100, 30)] == [6, 50, 15]
+    assert [b.groups for b in model.blocks] == [1, 1, 5]   # dense_groups of the inputs 6, 6, 50
+    tiny = dense.mobilenet(4, hidden_dims=(1, 3), width_multiplier=0.1, divisor=1)
+    assert [b.out_features for b in tiny.blocks] == [1, 1]      # never below 1
+    eff = dense.efficientnet(7, base_dim=12, width_multiplier=0.75, divisor=1)
+    assert [[b.out_features for b in stage] for stage in eff.blocks] == [[9], [18, 18],
+                                                                         [36, 36]]
+    assert eff(randn(3, 7).astype(np.float32)).shape == (3, 36)
+    default = dense.mobilenet(10, hidden_dims=(12, 100), width_multiplier=0.5)
+    assert [b.out_features for b in default.blocks] == [8, 48]   # multiples of 8 by default
+
+
+def test_efficientnet_head_dense_expand_and_se_ratio():
+    model = dense.efficientnet(10, base_dim=8, num_classes=3, head_dim=64, expand_ratio=4,
+                               se_ratio=0.5)
+    assert isinstance(model.head_dense[0], nn.Linear) and model.head_dense[0].out_features == 64
+    assert isinstance(model.head_dense[1], nn.BatchNorm1d) and isinstance(model.head_dense[2],
+                                                                          nn.SiLU)
+    assert model.head[-1].in_features == 64
+    first = model.blocks[0][0]
+    assert first.expanded_features == 32 and first.block[2].squeeze_features == 4   # 8 * 0.5
+    keys = list(model.state_dict())
+    assert "head_dense.0.weight" in keys and keys.index("head_dense.0.weight") < keys.index(
+        "head.1.weight")
+    plain = dense.efficientnet(10, base_dim=8, se_ratio=0)
+    assert not any(isinstance(m, nn.DenseSqueezeExcitation) for m in plain.modules())
+    assert isinstance(dense.efficientnet(10).head_dense, nn.Identity)   # default unchanged
+    with pytest.raises(ValueError, match="head_dim"):
+        dense.efficientnet(10, head_dim=0)
+    with pytest.raises(ValueError, match="expand_ratio"):
+        dense.efficientnet(10, expand_ratio=0.5)
+    with pytest.raises(ValueError, match="se_ratio"):
+        dense.efficientnet(10, se_ratio=2)
+    with pytest.raises(ValueError, match="divisor"):
+        dense.mobilenet(10, divisor=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("factory", [
+    # odd widths (divisor 1): groups that are not 8, a width-1-per-group layer
+    lambda: dense.mobilenet(6, hidden_dims=(6, 10), num_classes=3, divisor=1),
+    # the head dense layer, another expansion, no squeeze-excitation
+    lambda: dense.efficientnet(6, base_dim=6, num_classes=3, depth_multiplier=0.5, divisor=1,
+                               head_dim=20, expand_ratio=2, se_ratio=0),
+    lambda: dense.efficientnet(6, base_dim=8, num_classes=3, depth_multiplier=0.5,
+                               head_dim=16, se_ratio=0.5)])
+def test_new_dense_options_gradcheck(factory):
+    # eval mode with calibrated statistics (see test_dense_models_gradcheck for why)
+    model = factory().to(np.float64)
+    gradcheck.randomize_batchnorm(model, seed=3)
+    calibrate_batchnorm(model, randn(32, 6, seed=99))
+    x = gradcheck.dodge_kinks(model, lambda s: randn(8, 6, seed=s))
+    result = gradcheck.check_module(model, x, max_elements=4)
+    assert result.ok, str(result)
+    if isinstance(model.head_dense, nn.Sequential):          # the new layer itself, train mode
+        layer = model.head_dense
+        layer.train()
+        x = gradcheck.dodge_kinks(layer, lambda s: randn(8, layer[0].in_features, seed=s))
+        assert gradcheck.check_module(layer, x).ok

@@ -1,9 +1,9 @@
 """Regenerate the figures in ``figures/``: ``python -m tinymobilenet.figures [--out DIR]``.
 
 Each ``plot_*`` function returns a matplotlib Figure built only from the library (the counter,
-the functional activations, the models), so the notebooks draw the same pictures by calling
-it; the last two figures are drawn by the trainer's and the benchmark's own plotting
-functions. ``main`` saves every figure as ``<name>.png`` with the Agg backend:
+the functional activations, the models, a training history), so the notebooks draw the same
+pictures by calling it; the last figure is drawn by the benchmark's own plotting function.
+``main`` saves every figure as ``<name>.png`` with the Agg backend:
 
     cost_ratio         depthwise separable / full convolution Mult-Adds over C_out and K
     alpha_rho          MobileNetV1 width and resolution multipliers: the counter's Mult-Adds
@@ -13,7 +13,7 @@ functions. ``main`` saves every figure as ``<name>.png`` with the Agg backend:
                        n-dimensional ReLU and back)
     activations        h-swish vs swish, h-sigmoid vs sigmoid
     training_curves    loss and accuracy of the default training run on the digits, drawn by
-                       tinymobilenet.train.plot_history (--train-metrics: from a saved run)
+                       plot_history (--train-metrics: from a saved run)
     bench_ratios       kernel time against PyTorch CPU, drawn by tinymobilenet.bench.plot_ratios
                        (--bench-report: from a saved report; else a quick run, needs torch)
 """
@@ -32,7 +32,7 @@ from . import functional as F
 __all__ = ["V1_WIDTH_ACCURACY", "V1_RESOLUTION_ACCURACY", "V1_TABLE2", "spiral",
            "relu_roundtrip", "relu_collapsed_fraction", "v1_costs_by_type", "plot_cost_ratio",
            "plot_alpha_rho", "plot_v1_layer_costs", "plot_relu_manifold", "plot_activations",
-           "save_training_curves", "save_bench_ratios", "FIGURES", "main"]
+           "plot_history", "save_training_curves", "save_bench_ratios", "FIGURES", "main"]
 
 # MobileNetV1 paper (Howard et al., 2017), ImageNet top-1 accuracy in %.
 V1_WIDTH_ACCURACY = {1.0: 70.6, 0.75: 68.4, 0.5: 63.7, 0.25: 50.6}        # Table 6, 224 px
@@ -257,20 +257,54 @@ def plot_activations():
 
 # ---- figures whose plotting lives with the code they show -----------------------------------
 
+def plot_history(history, path=None, title="MobileNetV1 on the 8x8 digits"):
+    """Loss and accuracy per epoch of a training history (``train.fit``'s rows), train and
+    test, side by side; saved to ``path`` if given (atomically, and then closed outside
+    Jupyter, so scripts do not pile up open figures). Returns the matplotlib Figure.
+    Also ``tinymobilenet.train.plot_history``."""
+    from .files import save_figure
+    plt = _plt()
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.6))
+    ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-", ms=3,
+                 label="train (running, augmented)")
+    ax_acc.plot(epochs, [100 * r["train_accuracy"] for r in history], "o-", ms=3,
+                label="train (running, augmented)")
+    if history and "test_loss" in history[0]:
+        ax_loss.plot(epochs, [r["test_loss"] for r in history], "s-", ms=3, label="test")
+        ax_acc.plot(epochs, [100 * r["test_accuracy"] for r in history], "s-", ms=3,
+                    label="test")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss (nats, log scale)", yscale="log",
+                title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path, dpi=_DPI)
+        # Jupyter's inline backends show the returned figure; elsewhere it is done with
+        import matplotlib
+        if not any(b in matplotlib.get_backend().lower() for b in ("inline", "ipympl", "widget")):
+            plt.close(fig)
+    return fig
+
+
 def save_training_curves(path, metrics=None):
-    """``tinymobilenet.train.plot_history`` of the default training run: read from a
-    ``metrics.json`` written by ``python -m tinymobilenet.train`` if given, else trained
-    now (the default run, under a minute on two cores)."""
+    """:func:`plot_history` of the default training run: read from a ``metrics.json``
+    written by ``python -m tinymobilenet.train`` if given, else trained now (the default
+    run, under a minute on two cores)."""
     import json
     import tempfile
-    from . import train
     if metrics is not None:
         with open(metrics) as f:
             history = json.load(f)["history"]
     else:
+        from .train import run      # the only reason to import the trainer: to train
         with tempfile.TemporaryDirectory() as out:
-            history = train.run({"out": out}, progress=None)["history"]
-    return train.plot_history(
+            history = run({"out": out}, progress=None)["history"]
+    return plot_history(
         history, path,
         title="MobileNetV1 (alpha 0.25, 32x32) on the 8x8 digits: python -m tinymobilenet.train")
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from tinymobilenet import count, figures, gradcheck, models, nn, optim
 from tinymobilenet import functional as F
-from tinymobilenet.bench import cases as bench_cases
+from tinymobilenet.bench.cases import kernel_cases
 
 
 def _macs(model, shape):
@@ -174,7 +174,7 @@ def _largest_stable_lr():                                               # 9.2
 
 
 def _intensities():                                                     # 9.3
-    by_name = {c.name: c for c in bench_cases()}
+    by_name = {c.name: c for c in kernel_cases()}
     dw5, se = by_name["depthwise 5x5 s1 480 14x14"], by_name["squeeze-excitation 480->120 14x14"]
     lowest = min((c for c in by_name.values() if c.bytes), key=lambda c: c.flops / c.bytes)
     return [f"{50 / 8:.2f} flop/B", f"{1 / 8:.3f} flop/B", f"{dw5.flops / dw5.bytes:.1f}",

@@ -11,6 +11,9 @@
                                                pretrained weights' preprocessing:
                                                image -> (3, S, S) float32; .batch(images)
     IMAGENET_CLASSES                           the 1000 ImageNet class names, index order
+    image_folder(DIR, resolution=32)           (train, test) of your own images, one
+                                               subfolder per class (torchvision's layout)
+    ImageTransform(...)                        image file -> the input a trained model expects
 
 The digits are the "Optical Recognition of Handwritten Digits" data set, E. Alpaydin and
 C. Kaynak (1998), UCI Machine Learning Repository, licensed CC BY 4.0; see
@@ -25,6 +28,8 @@ from .preprocess import (IMAGENET_CLASSES, IMAGENET_MEAN, IMAGENET_STD, ImageNet
                          LiteTransform, imagenet_transform, lite_transform,
                          transform_for_weights)
 from .digits import DIGITS_TEST_SIZE, DIGITS_TRAIN_SIZE, digits_arrays, load_digits
+from .folder import (FolderError, ImageTransform, find_images, image_folder, scan_folder,
+                     split_files)
 from .shapes import SHAPES, load_shapes, make_shapes
 
 DATASETS = ("digits", "shapes")
@@ -47,4 +52,5 @@ __all__ = ["Dataset", "Splits", "batches", "resize", "random_shift", "load_digit
            "load_shapes", "load_dataset", "DATASETS", "load_image", "open_image", "to_chw",
            "ImageError", "IMAGE_EXTENSIONS", "IMAGENET_CLASSES", "IMAGENET_MEAN", "IMAGENET_STD",
            "ImageNetTransform", "LiteTransform", "imagenet_transform", "lite_transform",
-           "transform_for_weights"]
+           "transform_for_weights", "image_folder", "ImageTransform", "FolderError",
+           "find_images", "scan_folder", "split_files"]

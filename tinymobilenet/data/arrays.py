@@ -1,6 +1,7 @@
 """Image arrays, mini-batches, resizing and augmentation shared by every data set.
 
-Images are NCHW float32: x (N, C, H, W), labels y (N,) int64.
+Images are NCHW float32: x (N, C, H, W), labels y (N,) int64. Feature vectors (the input of
+the 1-D models) are x (N, D).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ __all__ = ["Dataset", "Splits", "batches", "resize", "random_shift"]
 
 @dataclass
 class Dataset:
-    """Images ``x`` (N, C, H, W) float32 and labels ``y`` (N,) int64 with class names.
+    """Images ``x`` (N, C, H, W) (or feature vectors (N, D)) float32 and labels ``y`` (N,)
+    int64 with class names.
 
-    ``data[idx]`` (an index array, mask or slice) is a Dataset of those images.
+    ``data[idx]`` (an index array, mask or slice) is a Dataset of those images;
+    ``data.flatten()`` the same samples as vectors (N, C*H*W).
     """
 
     x: np.ndarray
@@ -27,8 +30,8 @@ class Dataset:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.x.ndim != 4 or self.y.shape != (self.x.shape[0],):
-            raise ValueError(f"Dataset: expected x (N, C, H, W) and y (N,), got "
+        if self.x.ndim not in (2, 4) or self.y.shape != (self.x.shape[0],):
+            raise ValueError(f"Dataset: expected x (N, C, H, W) or (N, D) and y (N,), got "
                              f"{self.x.shape} and {self.y.shape}")
 
     def __len__(self):
@@ -39,8 +42,13 @@ class Dataset:
 
     @property
     def shape(self):
-        """(C, H, W) of one image."""
+        """(C, H, W) of one image, (D,) of one vector."""
         return self.x.shape[1:]
+
+    def flatten(self) -> "Dataset":
+        """The same samples as feature vectors x (N, C*H*W), pixel order C, H, W."""
+        return Dataset(self.x.reshape(len(self.x), -1), self.y, self.classes, self.name,
+                       dict(self.info))
 
     def __repr__(self):
         return (f"Dataset({self.name!r}, {len(self)} images of {self.x.shape[1:]}, "

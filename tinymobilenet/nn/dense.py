@@ -186,7 +186,7 @@ class DenseMBConv(Module):
 
         expand     Linear D -> E, BN, SiLU          skipped when E == D
         transform  GroupedLinear E -> E, BN, SiLU   the "depthwise" step
-        SE         DenseSqueezeExcitation(E, max(1, int(D * se_ratio)))
+        SE         DenseSqueezeExcitation(E, max(1, int(D * se_ratio)))   none if se_ratio 0
         project    Linear E -> M, BN, no activation (a linear bottleneck)
         + x        when D == M
 
@@ -205,7 +205,9 @@ class DenseMBConv(Module):
             layers.append(_dense_norm_act(Linear(in_features, E, bias=False, rng=rng), E, SiLU))
         layers.append(_dense_norm_act(
             GroupedLinear(E, E, dense_groups(E, group_size), bias=False, rng=rng), E, SiLU))
-        layers.append(DenseSqueezeExcitation(E, max(1, int(in_features * se_ratio)), rng=rng))
+        if se_ratio > 0:
+            layers.append(DenseSqueezeExcitation(E, max(1, int(in_features * se_ratio)),
+                                                 rng=rng))
         layers.append(_dense_norm_act(Linear(E, out_features, bias=False, rng=rng),
                                       out_features, None))
         self.block = Sequential(*layers)

@@ -1,0 +1,173 @@
+"""python -m tinymobilenet.predict and python -m tinymobilenet.evaluate on trained checkpoints."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tinymobilenet import evaluate, predict, train
+from tinymobilenet.data import ImageTransform, digits_arrays, load_digits
+
+from conftest import draw_image, make_image_folder
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    """A checkpoint trained for two epochs on a folder of 3 classes: (root, run dir, metrics)."""
+    base = tmp_path_factory.mktemp("predict")
+    root = make_image_folder(base / "img", per_class=10)
+    out = base / "run"
+    assert train.main(["--data", str(root), "--resolution", "16", "--epochs", "2",
+                       "--batch-size", "8", "--out", str(out), "--progress", "none"]) == 0
+    return root, out, json.loads((out / "metrics.json").read_text())
+
+
+def test_predict_files_gives_the_models_own_probabilities(folder_run):
+    root, out, _ = folder_run
+    model, transform, classes = predict.load_checkpoint_source(out / "checkpoint.npz")
+    paths = sorted(root.glob("bar*/*.png"))[:7]
+    results = predict.predict_files(model, paths, transform, classes, topk=2)
+    assert [r["path"] for r in results] == [str(p) for p in paths]
+    x = transform.load(paths)
+    p = predict.probabilities(model, x)                           # the same computation
+    for r, row in zip(results, p):
+        assert [t["index"] for t in r["top"]] == list(np.argsort(-row)[:2])
+        assert [t["class"] for t in r["top"]] == [classes[t["index"]] for t in r["top"]]
+        assert r["top"][0]["probability"] == row.max() >= r["top"][1]["probability"]
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-12)
+    all_classes = predict.predict_files(model, paths[:1], transform, classes, topk=10)
+    assert len(all_classes[0]["top"]) == 3                        # capped at the classes
+
+
+def test_predict_cli_table_and_json(folder_run, capsys):
+    root, out, _ = folder_run
+    images = [str(root / "bar0" / "0.png"), str(root / "bar2" / "3.png")]
+    args = images + ["--checkpoint", str(out / "checkpoint.npz"), "--topk", "2"]
+    assert predict.main(args + ["--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert [r["path"] for r in d] == images and all(len(r["top"]) == 2 for r in d)
+    assert set(d[0]["top"][0]) == {"class", "index", "probability"}
+    assert predict.main(args) == 0
+    table = capsys.readouterr().out
+    assert images[1] in table and f"1. {d[1]['top'][0]['class']}" in table
+
+
+def test_a_digits_checkpoint_predicts_digit_images(tmp_path):
+    """Image files of the digits (ink bright on dark, 0..16 stretched to 0..255) go through
+    the checkpoint's transform: shrunk to 8 x 8, standardised, upsampled, as in training."""
+    from PIL import Image
+    out = tmp_path / "run"
+    assert train.main(["--resolution", "16", "--epochs", "3", "--batch-size", "64",
+                       "--out", str(out), "--progress", "none"]) == 0
+    images, labels, test = digits_arrays()
+    idx = np.flatnonzero(test)[:40]
+    paths = []
+    for i in idx:
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.round(images[i] * 255.0 / 16).astype(np.uint8)).resize(
+            (40, 40), Image.NEAREST).save(paths[-1])              # a bigger file, same digit
+    model, transform, classes = predict.load_checkpoint_source(out / "checkpoint.npz")
+    got = [int(r["top"][0]["class"]) for r in predict.predict_files(model, paths, transform,
+                                                                     classes, 1)]
+    want = train.predict(model, load_digits(16).test.x[:40])
+    # the files hold 0..16 rounded to 0..255 and were resized twice: nearly the same input
+    assert np.mean(np.array(got) == want) >= 0.9
+    assert np.mean(np.array(got) == labels[idx]) >= 0.6
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing image", "missing.png: no such image file"),
+    ("not an image", "fake.png: not an image file"),
+    ("missing checkpoint", "nothing.npz: no such checkpoint file"),
+    ("not a checkpoint", "metrics.json: not a tinymobilenet checkpoint"),
+])
+def test_predict_cli_bad_input_is_one_line(folder_run, tmp_path, case, message, capsys):
+    root, out, _ = folder_run
+    image, ckpt = str(root / "bar0" / "0.png"), str(out / "checkpoint.npz")
+    if case == "missing image":
+        image = str(tmp_path / "missing.png")
+    elif case == "not an image":
+        image = str(tmp_path / "fake.png")
+        (tmp_path / "fake.png").write_text("hello")
+    elif case == "missing checkpoint":
+        ckpt = str(tmp_path / "nothing.npz")
+    else:
+        ckpt = str(out / "metrics.json")
+    with pytest.raises(SystemExit) as e:
+        predict.main([image, "--checkpoint", ckpt])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_predict_cli_runs_without_a_traceback(folder_run):
+    root, out, _ = folder_run
+    r = subprocess.run([sys.executable, "-m", "tinymobilenet.predict", str(root / "bar1" / "1.png"),
+                        "--checkpoint", str(out / "checkpoint.npz"), "--topk", "1"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "bar1/1.png" in r.stdout and "%" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "tinymobilenet.predict", "--topk", "1"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+# ---- evaluate ----------------------------------------------------------------------------
+
+def test_evaluate_the_checkpoints_own_test_split(folder_run, tmp_path, capsys):
+    root, out, metrics = folder_run
+    png = tmp_path / "cm.png"
+    assert evaluate.main(["--checkpoint", str(out / "checkpoint.npz"), "--out", str(png),
+                          "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # the same test images through the same computation as at the end of training
+    assert report["accuracy"] == metrics["test_accuracy"] and report["images"] == 6
+    m = np.array(report["confusion_matrix"])
+    assert m.shape == (3, 3) and m.sum() == 6 and np.trace(m) / 6 == report["accuracy"]
+    assert report["per_class_accuracy"] == list(np.diag(m) / m.sum(axis=1))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert evaluate.main(["--checkpoint", str(out / "checkpoint.npz")]) == 0
+    text = capsys.readouterr().out
+    assert "accuracy" in text and "bar2" in text and (out / "confusion.png").is_file()
+
+
+def test_evaluate_another_folder_of_the_same_classes(folder_run, tmp_path, capsys):
+    root, out, _ = folder_run
+    other = make_image_folder(tmp_path / "more", classes=("bar0", "bar2"), per_class=3, seed=5)
+    assert evaluate.main(["--checkpoint", str(out / "checkpoint.npz"), "--data", str(other),
+                          "--format", "json", "--out", str(tmp_path / "cm.png")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 6 and report["per_class_images"] == [3, 0, 3]
+    assert report["per_class_accuracy"][1] is None                # no images of bar1
+    make_image_folder(tmp_path / "more", classes=("cat",), per_class=1)
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(["--checkpoint", str(out / "checkpoint.npz"), "--data", str(other)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "cat: a class the checkpoint does not know" in err
+
+
+def test_evaluate_digits_checkpoint_default_data(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(["--resolution", "8", "--epochs", "1", "--batch-size", "128",
+                       "--out", str(out), "--progress", "none"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    capsys.readouterr()
+    assert evaluate.main(["--checkpoint", str(out / "checkpoint.npz"), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["accuracy"] == metrics["test_accuracy"] and report["images"] == 360
+    assert report["per_class_images"] == [36] * 10
+
+
+def test_confusion_matrix_and_per_class_accuracy():
+    m = evaluate.confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2], 4)
+    np.testing.assert_array_equal(m, [[1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 2, 0], [0, 0, 0, 0]])
+    acc = evaluate.per_class_accuracy(m)
+    np.testing.assert_allclose(acc[:3], [0.5, 1.0, 2 / 3]) and np.isnan(acc[3])
+
+
+def test_image_transform_round_trips_through_a_dict():
+    t = ImageTransform("RGB", 20, (0.1, 0.2, 0.3), (1, 2, 3), upsample=40, flatten=True)
+    assert ImageTransform.from_dict(json.loads(json.dumps(t.to_dict()))).to_dict() == t.to_dict()
+    assert t.output_shape == (3 * 40 * 40,)
+    img = draw_image(1, 0, size=(25, 31), mode="RGB")
+    assert t.normalize(np.asarray(img.resize((20, 20)))[None]).shape == (1, 4800)
