@@ -56,7 +56,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from . import cli, nn
+from .. import cli, nn
 
 __all__ = ["LayerCount", "Summary", "SeparableBlock", "summary", "standard_baseline",
            "default_resolution", "build_parser", "main"]
@@ -377,7 +377,7 @@ def summary(model, input_size=(1, 3, 224, 224), *, fold_bn: bool = False,
         raise ValueError(f"summary: input_size must be a shape of positive integers such as "
                          f"(N, C, H, W) or (N, features), got {input_size}")
     if fold_bn:
-        from .models import fold_batchnorm
+        from ..models import fold_batchnorm
         model = fold_batchnorm(model)
     with nn.unfused(model):
         counter = _Counter(model)
@@ -609,14 +609,14 @@ MAX_CHANNELS = 4096
 
 
 def _models():
-    from . import models
+    from .. import models
     return list(models.MODEL_NAMES), models.get_model, models
 
 
 def default_resolution(name: str) -> int:
     """The input size a model is meant for: 224, EfficientNet-B1..B7 and -Lite1..4 their
     own (the third column of their tables)."""
-    from . import models
+    from .. import models
     for table in (models.EFFICIENTNET_PARAMS, models.EFFICIENTNET_LITE_PARAMS):
         if name in table:
             return int(table[name][2])
@@ -716,7 +716,7 @@ def _resolve(p, a):
 
 def _from_checkpoint(p, a):
     """(model name, kwargs, input size) of the model a trainer checkpoint was trained as."""
-    from .train import CheckpointError, read_checkpoint
+    from ..train import CheckpointError, read_checkpoint
     given = [f"--{k.replace('_', '-')}" for k in ("model", "alpha", "resolution", "rho",
                                                    "num_classes", "in_channels")
              if getattr(a, k) is not None]
@@ -734,7 +734,7 @@ def _from_checkpoint(p, a):
 
 
 def main(argv=None):
-    from .memory import check_fits
+    from ..memory import check_fits
     p = build_parser()
     a = p.parse_args(argv)
     name, kwargs, input_shape = _resolve(p, a)
@@ -781,6 +781,3 @@ def main(argv=None):
                   f"({_n(base.total_params)} vs {_n(s.total_params)})")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(cli.run(main))
