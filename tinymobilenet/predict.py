@@ -164,7 +164,7 @@ def build_parser() -> cli.Parser:
                           "efficientnet_lite0\n"
                           "  python -m tinymobilenet.predict photo.jpg --model mobilenet_v3_large "
                           "--weights IMAGENET1K_V1\n\n"
-                          textwrap.fill("models with ImageNet weights: "
+                          + textwrap.fill("models with ImageNet weights: "
                                         + ", ".join(pretrained_model_names()), 88))
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG, ... files")
     source = p.add_argument_group("where the model comes from (one of)")
