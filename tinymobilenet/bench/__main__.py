@@ -58,7 +58,8 @@ def _profile(args):
     p = profile(args.profile, args.resolution, args.batch, args.train,
                 repeats=args.repeats or 5)
     if args.plot:
-        plot_profile(p, args.plot)
+        import matplotlib.pyplot as plt
+        plt.close(plot_profile(p, args.plot))
     if args.save:
         cli.write_json(args.save, p)
     print(json.dumps(p, indent=2) if args.format == "json" else format_profile(p))

@@ -217,15 +217,17 @@ def format_profile(p: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_profile(p: dict, path: str) -> None:
-    """Side-by-side bars per layer type: share of the time, share of the MACs."""
-    import matplotlib
-    matplotlib.use("Agg")
+def plot_profile(p: dict, path=None, ax=None):
+    """Side-by-side bars per layer type: share of the time, share of the MACs. Draws on
+    ``ax`` (a new figure if None), saves to ``path`` if given, and returns the figure."""
     import matplotlib.pyplot as plt
 
     cats = [c for c in p["categories"] if c["time_share"] > 0.001 or c["mac_share"] > 0]
     y = np.arange(len(cats))[::-1]
-    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(cats) + 1.6))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(cats) + 1.6))
+    else:
+        fig = ax.figure
     ax.barh(y + 0.2, [100 * c["time_share"] for c in cats], 0.4, color="#dd8452",
             label="share of the time")
     ax.barh(y - 0.2, [100 * c["mac_share"] for c in cats], 0.4, color="#4c72b0",
@@ -243,5 +245,6 @@ def plot_profile(p: dict, path: str) -> None:
     ax.legend(fontsize=8, loc="lower right")
     ax.set_xlim(0, 100 * max(max(c["time_share"], c["mac_share"]) for c in cats) * 1.15)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
