@@ -1,8 +1,8 @@
-"""``python -m tinymobilenet.count``: see :mod:`tinymobilenet.count`."""
+"""``python -m tinymobilenet.count``: see :mod:`tinymobilenet.count.command`."""
 
 import sys
 
 from .. import cli
-from . import main
+from .command import main
 
 sys.exit(cli.run(main))
