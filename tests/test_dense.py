@@ -7,8 +7,7 @@ from tinymobilenet import functional as F
 from tinymobilenet import gradcheck, models, nn
 from tinymobilenet.models import dense
 
-from conftest import randn
-from test_models import calibrate_batchnorm
+from conftest import calibrate_batchnorm, randn
 
 
 # ---- functional ------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 from tinymobilenet import gradcheck, models, nn
 from tinymobilenet.models.efficientnet import EfficientNet
 
-from conftest import randn
+from conftest import calibrate_batchnorm, randn
 
 # the chapters these tests back (select with: pytest -m ch06)
 pytestmark = [pytest.mark.ch06, pytest.mark.ch07, pytest.mark.ch08]
@@ -174,27 +174,6 @@ def test_compound_scaling_rule_and_table():
 
 
 # ---- end-to-end gradient checks of a tiny instance of each family ----------------------
-
-def calibrate_batchnorm(model, x):
-    """Set every BN's running statistics to the statistics of ``x`` (one train-mode pass
-    with momentum 1) and switch to eval mode.
-
-    Why: fresh weights with made-up running statistics make eval-mode activations shrink
-    or blow up layer after layer (nothing renormalises them), until the output no longer
-    depends on the input and the check compares round-off with round-off. Why eval mode:
-    in train mode, BN makes the shift of a BN that feeds it (through a conv, no residual)
-    exactly irrelevant, so those beta gradients are zero and the relative check meaningless.
-    Train-mode gradients are compared with PyTorch in test_models_torch.py.
-    """
-    bns = [m for m in model.modules() if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d))]
-    saved = [b.momentum for b in bns]
-    for b in bns:
-        b.momentum = 1.0
-    model.train()(x)
-    for b, m in zip(bns, saved):
-        b.momentum = m
-    return model.eval()
-
 
 def check_model_gradients(model, shape, h=1e-6, tol=1e-5):
     """float64 check of dx and (one sampled entry of) every parameter of ``model``.
