@@ -85,3 +85,20 @@ def make_image_folder(root, classes=("bar0", "bar1", "bar2"), per_class=6, size=
         for i in range(per_class):
             draw_image(k, seed * 1000 + 100 * k + i, size, mode).save(root / name / f"{i}.{ext}")
     return root
+
+
+def check_model_gradients(model, shape, h=1e-6, tol=1e-5):
+    """float64 check of dx and (one sampled entry of) every parameter of ``model``.
+
+    The tolerance is 1e-5 instead of a single layer's 1e-6: the numerical gradient of a
+    deep network carries the round-off of every layer it runs through. The step h=1e-6
+    (not 1e-5) for networks with kinks: a step in an early weight moves activations many
+    layers later by h times the gain in between, and that must stay below the 1e-4 margin
+    ``dodge_kinks`` keeps from the kinks."""
+    model.to(np.float64)
+    gradcheck.randomize_batchnorm(model, seed=1)
+    calibrate_batchnorm(model, randn(16, *shape[1:], seed=99))
+    x = gradcheck.dodge_kinks(model, lambda s: randn(*shape, seed=s))
+    result = gradcheck.check_module(model, x, h=h, tol=tol, max_elements=1)
+    assert result.ok, str(result)
+    assert len(result.errors) == len(model.parameters()) + 1       # x and every parameter

@@ -17,8 +17,7 @@ import pytest
 from tinymobilenet import count, gradcheck, models, nn
 from tinymobilenet.models.efficientnet_lite import EfficientNetLite
 
-from conftest import randn
-from test_models import check_model_gradients
+from conftest import check_model_gradients, randn
 
 # the chapters these tests back (select with: pytest -m ch08)
 pytestmark = [pytest.mark.ch08, pytest.mark.ch10]

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinymobilenet import gradcheck, models, nn
+from tinymobilenet import models, nn
 from tinymobilenet.models.efficientnet import EfficientNet
 
-from conftest import calibrate_batchnorm, randn
+from conftest import check_model_gradients, randn
 
 # the chapters these tests back (select with: pytest -m ch06)
 pytestmark = [pytest.mark.ch06, pytest.mark.ch07, pytest.mark.ch08]
@@ -174,23 +174,6 @@ def test_compound_scaling_rule_and_table():
 
 
 # ---- end-to-end gradient checks of a tiny instance of each family ----------------------
-
-def check_model_gradients(model, shape, h=1e-6, tol=1e-5):
-    """float64 check of dx and (one sampled entry of) every parameter of ``model``.
-
-    The tolerance is 1e-5 instead of a single layer's 1e-6: the numerical gradient of a
-    deep network carries the round-off of every layer it runs through. The step h=1e-6
-    (not 1e-5) for networks with kinks: a step in an early weight moves activations many
-    layers later by h times the gain in between, and that must stay below the 1e-4 margin
-    ``dodge_kinks`` keeps from the kinks."""
-    model.to(np.float64)
-    gradcheck.randomize_batchnorm(model, seed=1)
-    calibrate_batchnorm(model, randn(16, *shape[1:], seed=99))
-    x = gradcheck.dodge_kinks(model, lambda s: randn(*shape, seed=s))
-    result = gradcheck.check_module(model, x, h=h, tol=tol, max_elements=1)
-    assert result.ok, str(result)
-    assert len(result.errors) == len(model.parameters()) + 1       # x and every parameter
-
 
 @pytest.mark.slow
 def test_gradcheck_mobilenet_v2_tiny():
