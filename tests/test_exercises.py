@@ -236,6 +236,44 @@ def sgd_step_decay_after_momentum(w, grad, velocity, lr, momentum, weight_decay)
     return w - lr * (velocity + weight_decay * w), velocity
 
 
+def same_padding_symmetric(size, kernel_size, stride):
+    """PyTorch's padding=K // 2 on both sides: right for stride 1 and an odd K."""
+    return kernel_size // 2, kernel_size // 2
+
+
+def same_padding_extra_zero_before(size, kernel_size, stride):
+    total = max((-(-size // stride) - 1) * stride + kernel_size - size, 0)
+    return total - total // 2, total // 2
+
+
+def same_padding_without_the_clamp(size, kernel_size, stride):
+    """A negative total when the windows end before the edge gives negative padding."""
+    total = (-(-size // stride) - 1) * stride + kernel_size - size
+    return total // 2, total - total // 2
+
+
+def lite_crop_box_rounding_the_margin_down(width, height, size):
+    _, _, side = solutions.lite_crop_box(width, height, size)
+    return (width - side) // 2, (height - side) // 2, side
+
+
+def lite_crop_box_at_a_fixed_875(width, height, size):
+    """The 87.5 % of 224 px for every size: Lite1-4 keep size / (size + round(size / 7))."""
+    side = int(0.875 * min(width, height))
+    return (width - side + 1) // 2, (height - side + 1) // 2, side
+
+
+def saliency_without_the_relu_mask(x, V, W, labels):
+    """The linear model's saliency (W @ V)[label]: right only while every unit is active."""
+    return (W[labels] @ V).reshape(x.shape)
+
+
+def saliency_of_the_sum_of_logits(x, V, W, labels):
+    """An upstream gradient of ones: every class's logit added up, not the label's."""
+    h = x.reshape(len(x), -1) @ V.T
+    return ((W.sum(axis=0) * (h > 0)) @ V).reshape(x.shape)
+
+
 WRONG = [
     ("conv_output_size", conv_output_size_without_padding, "padding"),
     ("conv_output_size", conv_output_size_true_division, "stride 2"),
@@ -265,6 +303,13 @@ WRONG = [
     ("mbconv_macs", mbconv_macs_without_the_se, "C_in=16, C_out=16"),
     ("mbconv_macs", mbconv_macs_expanding_without_rounding, "multiple of 8"),
     ("sgd_step", sgd_step_decay_after_momentum, "weight decay"),
+    ("same_padding", same_padding_symmetric, "an even size at stride 2"),
+    ("same_padding", same_padding_extra_zero_before, "an even size at stride 2"),
+    ("same_padding", same_padding_without_the_clamp, "no padding needed"),
+    ("lite_crop_box", lite_crop_box_rounding_the_margin_down, "an odd margin"),
+    ("lite_crop_box", lite_crop_box_at_a_fixed_875, "Lite4"),
+    ("saliency", saliency_without_the_relu_mask, "some hidden units off"),
+    ("saliency", saliency_of_the_sum_of_logits, "a linear model"),
 ]
 
 
@@ -403,6 +448,21 @@ def test_the_library_is_found_through_the_answer_s_own_helpers():
         col = helper(x, w.shape[2], stride, padding)
         return np.einsum("ockl,nckl...->no...", w, col) + b[:, None, None]
     assert exercises.check_conv2d_forward(my_conv2d_forward).library == "F.im2col"
+
+
+def test_the_library_s_same_padding_and_lite_crop_fail_their_exercises():
+    from tinymobilenet import data
+    r = exercises.check_same_padding(F.same_padding)
+    assert not r.ok and "library's own" in r.message and r.library
+    r = exercises.check_lite_crop_box(lambda w, h, size: data.LiteTransform(size).crop_box(w, h))
+    assert not r.ok and r.library == "data.LiteTransform"
+
+
+def test_a_saliency_map_where_the_gradient_is_asked_is_named_by_its_shape():
+    r = exercises.check_saliency(
+        lambda x, V, W, labels: np.abs(solutions.saliency(x, V, W, labels)).max(axis=1))
+    assert not r.ok and "dx has shape (2, 3, 3), expected (2, 1, 3, 3)" in r.message
+    assert "(N, C, H, W)" in r.message
 
 
 def test_the_output_size_formula_of_the_library_may_be_reused_in_later_exercises():

@@ -24,7 +24,7 @@ __all__ = ["conv_output_size", "im2col", "conv2d_forward", "conv2d_backward",
            "fold_batchnorm", "relu6_backward", "v1_macs", "inverted_residual_macs",
            "inverted_residual_backward", "hardswish_backward", "se_backward",
            "compound_scaling", "stochastic_depth_forward", "stochastic_depth_backward",
-           "mbconv_macs", "sgd_step"]
+           "mbconv_macs", "sgd_step", "same_padding", "lite_crop_box", "saliency"]
 
 
 def conv_output_size(size, kernel_size, stride, padding):
@@ -246,3 +246,29 @@ def sgd_step(w, grad, velocity, lr, momentum, weight_decay):
     g = grad + weight_decay * w
     velocity = momentum * velocity + g
     return w - lr * velocity, velocity
+
+
+def same_padding(size, kernel_size, stride):
+    """TensorFlow's SAME: fix the output size first, ceil(size / stride), then add the
+    fewest zeros that give it, the odd one after. No zeros when the windows already fit."""
+    out = -(-size // stride)                                     # ceil without floats
+    total = max((out - 1) * stride + kernel_size - size, 0)
+    return total // 2, total - total // 2
+
+
+def lite_crop_box(width, height, size):
+    """The central square the Lite evaluation keeps: size / (size + round(size / 7)) of the
+    shorter side (87.5 % at 224), centred with the odd pixel above and left of it."""
+    crop_padding = round(size / 7)
+    side = int(size / (size + crop_padding) * min(width, height))
+    return (width - side + 1) // 2, (height - side + 1) // 2, side
+
+
+def saliency(x, V, W, labels):
+    """d logits[n, labels[n]] / d x[n] for logits = relu(x_flat @ V.T) @ W.T: the chain rule
+    backwards through the second layer (the label's row of W), the ReLU (its mask) and the
+    first layer (V)."""
+    N = x.shape[0]
+    h = x.reshape(N, -1) @ V.T                                   # (N, Hd) pre-activations
+    dh = W[labels] * (h > 0)                                     # (N, Hd): W's row, masked
+    return (dh @ V).reshape(x.shape)                             # (N, Hd) @ (Hd, D) -> x's shape

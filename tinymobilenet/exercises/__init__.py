@@ -46,6 +46,7 @@ from .costs import (check_compound_scaling, check_cost_ratio,  # noqa: F401
                     check_inverted_residual_macs, check_mbconv_macs, check_v1_macs)
 from .layers import (check_batchnorm_backward, check_fold_batchnorm,  # noqa: F401
                      check_hardswish_backward, check_relu6_backward)
+from .pretrained import check_lite_crop_box, check_saliency, check_same_padding  # noqa: F401
 from .registry import EXERCISES
 from .training import check_sgd_step  # noqa: F401
 

@@ -34,6 +34,7 @@ CHAPTERS = {
     7: "MobileNetV3",
     8: "EfficientNet",
     9: "Training and speed",
+    10: "A real pretrained network",
 }
 
 DIFFICULTY = {1: "warm-up", 2: "standard", 3: "derivation"}
