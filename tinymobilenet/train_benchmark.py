@@ -192,7 +192,8 @@ def main(argv=None) -> int:
     p.add_argument("--reproducibility", action="store_true",
                    help="also run the default configuration --repeats times and a resumed run")
     p.add_argument("--repeats", type=cli.number(int, 1), default=3,
-                   help="--reproducibility: runs of the default configuration")
+                   help="with --reproducibility: how many runs of the default configuration "
+                        "(default: 3)")
     p.add_argument("--grid", action="store_true", help="also run the alpha x resolution grid")
     p.add_argument("--out", default="runs/benchmark", help="directory of the runs and benchmark.json")
     a = p.parse_args(argv)
