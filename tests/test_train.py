@@ -197,6 +197,8 @@ def test_every_family_trains_a_few_steps(name, resolution):
                                                          data.x.shape[1:]))
     if c["classifier_range"]:
         train.init_classifier(model, c["classifier_range"])
+    if c["zero_init_residual"]:
+        train.zero_init_residual(model)
     opt = SGD(param_groups(model, c["weight_decay"]), lr=c["lr"], momentum=0.9, nesterov=True)
     history = train.fit(model, data, 3, opt, Warmup(Cosine(c["lr"], 9), 3),
                         batch_size=32, progress=None, precise_bn=c["precise_bn"])
@@ -211,6 +213,33 @@ def test_every_family_trains_a_few_steps(name, resolution):
     for bn in train.batchnorm_layers(model):
         # var 0 is legitimate: a channel a dead ReLU feeds through a depthwise conv
         assert np.isfinite(bn.running_mean).all() and (bn.running_var >= 0).all()
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "efficientnet_lite0", "mobilenet_v2"])
+def test_zero_init_residual_starts_every_residual_block_as_the_identity(name):
+    model = models.get_model(name, num_classes=10)
+    blocks = [m for m in model.modules() if isinstance(m, nn.InvertedResidual)
+              and m.use_res_connect]
+    assert train.zero_init_residual(model) == len(blocks) > 0
+    rng = np.random.default_rng(0)
+    for training in (True, False):
+        model.train(training)
+        for block in blocks[:4]:
+            x = rng.standard_normal((2, block.in_channels, 9, 7)).astype(np.float32)
+            # the branch's last batch norm gives beta = 0 exactly: x + 0 is x bit for bit
+            np.testing.assert_array_equal(block(x), x)
+    other = models.get_model(name, num_classes=10)               # untouched: branches live
+    block = [m for m in other.modules() if isinstance(m, nn.InvertedResidual)
+             and m.use_res_connect][0].eval()
+    x = rng.standard_normal((2, block.in_channels, 9, 7)).astype(np.float32)
+    assert np.abs(block(x) - x).max() > 1e-3
+
+
+def test_the_efficientnet_recipe_and_only_it_zero_inits_residual_blocks():
+    assert all(train.recipe(n)["zero_init_residual"] for n in train.FAMILIES["efficientnet"])
+    assert not any(train.recipe(n)["zero_init_residual"]
+                   for f in ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "dense")
+                   for n in train.FAMILIES[f])
 
 
 def test_every_model_has_a_recipe_and_its_own_alpha():

@@ -26,13 +26,13 @@ from .command import build_parser, main
 from .loop import PRECISE_BN_IMAGES, TrainingInterrupted, evaluate, fit, predict
 from .progress import Progress
 from .recipes import (DEFAULTS, FAMILIES, RECIPES, build_model, family_of, init_classifier,
-                      model_from_config, model_options, recipe)
+                      model_from_config, model_options, recipe, zero_init_residual)
 from .runner import ConfigError, load_data, run
 
 __all__ = ["fit", "evaluate", "predict", "precise_bn", "batchnorm_layers", "PRECISE_BN_IMAGES",
            "TrainingInterrupted", "save_checkpoint", "load_checkpoint", "read_checkpoint",
            "load_model", "CheckpointError", "CHECKPOINT_FORMAT", "Progress", "plot_history",
            "DEFAULTS", "RECIPES", "FAMILIES", "recipe", "family_of", "build_model",
-           "init_classifier",
+           "init_classifier", "zero_init_residual",
            "model_options", "model_from_config", "run", "load_data", "ConfigError",
            "build_parser", "main"]

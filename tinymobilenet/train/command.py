@@ -104,6 +104,10 @@ def build_parser() -> cli.Parser:
     p.add_argument("--classifier-range", type=cli.number(float, 0), default=SUPPRESS,
                    metavar="R", help="draw the classifier's initial weights from U(-R, R); 0: "
                    "the model's own initialisation" + recipe)
+    p.add_argument("--zero-init-residual", type=cli.number(int, 0, 1), default=SUPPRESS,
+                   metavar="0|1", help="1: every residual block's last batch norm scale starts "
+                   "at 0, so each block starts as the identity (deep EfficientNets need it)"
+                   + recipe)
     p.add_argument("--precise-bn", type=cli.number(int, 0), default=SUPPRESS, metavar="N",
                    help="training images whose statistics replace BatchNorm's running "
                         "averages before each evaluation and checkpoint; 0: off" + recipe)

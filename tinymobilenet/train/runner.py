@@ -29,7 +29,8 @@ from ..memory import check_fits
 from ..optim import SGD, Cosine, Warmup, param_groups
 from .checkpoint import read_checkpoint
 from .loop import evaluate, fit
-from .recipes import family_of, init_classifier, model_from_config, model_options, recipe
+from .recipes import (family_of, init_classifier, model_from_config, model_options, recipe,
+                      zero_init_residual)
 
 __all__ = ["run", "resolve_config", "load_data", "ConfigError", "run_dir"]
 
@@ -160,6 +161,8 @@ def run(config: dict, progress="auto", resume=None, on_epoch_end=None, log=None)
     model = model_from_config(c)
     if c.get("classifier_range") and resume is None:    # (a resumed run loads its weights)
         init_classifier(model, c["classifier_range"], c["seed"])
+    if c.get("zero_init_residual") and resume is None:
+        zero_init_residual(model)
     if log is not None:
         log(_describe(c, folder, train, test, model, out))
     if c.get("split", {}).get("kind") == "stratified":
