@@ -22,7 +22,9 @@ between its children. Each exclusive time goes to one category:
     other                                           containers' Python, dropout, flatten
 
 The sum of the parts is compared with the time of the same step without timers, and the
-difference (the timers' own cost) is reported as not attributed.
+difference (the timers' own cost) is reported as not attributed. A training step runs as
+the trainer runs it, each BatchNorm fused with the activation after it (its time is then
+"batch norm"); inference runs the model as built.
 """
 
 from __future__ import annotations
@@ -138,6 +140,8 @@ def profile(name, resolution=None, batch=8, train=False, repeats=5, seed=0) -> d
     from ..count import default_resolution, summary
     R = resolution or default_resolution(name)
     model = models.get_model(name, num_classes=1000, seed=seed).train(train)
+    if train:              # as the trainer and the benchmark's training step run a model
+        nn.fuse_batchnorm_activation(model)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, 3, R, R), dtype=np.float32)
     y = rng.integers(0, 1000, batch)
@@ -187,7 +191,9 @@ def profile(name, resolution=None, batch=8, train=False, repeats=5, seed=0) -> d
             macs[next((c for k, c in _MAC_KIND if r.kind.startswith(k)), "other")] += r.macs
     total_macs = sum(macs.values()) or 1
     parts = sum(ms.values())
+    from ..functional.tiling import num_threads
     return {"model": name, "resolution": R, "batch": batch, "train": train,
+            "threads": num_threads(), "fused": train,
             "repeats": repeats, "step_ms": plain, "instrumented_ms": instrumented,
             "attributed_ms": parts, "not_attributed_ms": plain - parts,
             "categories": [{"category": c, "ms": ms[c], "time_share": ms[c] / parts,
@@ -202,9 +208,11 @@ def _ancestors(n, parent_of):
 
 def format_profile(p: dict) -> str:
     """The profile as a table."""
-    mode = "training step" if p["train"] else "inference (eval)"
-    lines = [f"{p['model']} {mode}, {p['resolution']}px, batch {p['batch']}: "
-             f"{p['step_ms']:.1f} ms a step (median of {p['repeats']}, no timers)", "",
+    mode = ("training step (BN + activation fused)" if p["train"] else "inference (eval, as built)")
+    threads = p.get("threads")
+    lines = [f"{p['model']} {mode}, {p['resolution']}px, batch {p['batch']}"
+             + (f", {threads} thread{'s' * (threads != 1)}" if threads else "")
+             + f": {p['step_ms']:.1f} ms a step (median of {p['repeats']}, no timers)", "",
              f"{'layer type':22s} {'ms':>9s} {'time':>7s} {'MACs':>7s}",
              "-" * 48]
     for c in p["categories"]:
@@ -240,8 +248,10 @@ def plot_profile(p: dict, path=None, ax=None):
     ax.set_yticks(y, [c["category"] for c in cats], fontsize=8)
     ax.set_xlabel("percent of the step")
     mode = "training step" if p["train"] else "inference"
-    ax.set_title(f"{p['model']} {mode}, {p['resolution']} px, batch {p['batch']}: "
-                 f"{p['step_ms']:.0f} ms", fontsize=10)
+    threads = p.get("threads")
+    ax.set_title(f"{p['model']} {mode}, {p['resolution']} px, batch {p['batch']}"
+                 + (f", {threads} thread{'s' * (threads != 1)}" if threads else "")
+                 + f": {p['step_ms']:.0f} ms", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_xlim(0, 100 * max(max(c["time_share"], c["mac_share"]) for c in cats) * 1.15)
     fig.tight_layout()
