@@ -193,6 +193,17 @@ def test_predict_model_a_weights_file_that_does_not_fit_is_one_line(tmp_path, ca
     assert e.value.code == 2 and err.count("\n") == 1 and "w.npz" in err, err
 
 
+def test_predict_model_without_published_weights_takes_a_file(tmp_path, capsys):
+    """MobileNetV1 has no published weights (and no weights= option): --weights FILE loads
+    a file in our names into it."""
+    from tinymobilenet import models
+    file = models.save_weights(models.mobilenet_v1(), tmp_path / "v1.npz")
+    assert predict.main([str(_photo(tmp_path)), "--model", "mobilenet_v1", "--weights", file,
+                         "--topk", "2", "--format", "json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert len(result["top"]) == 2
+
+
 def test_predict_model_offline_names_the_url_and_the_place(tmp_path, monkeypatch, capsys):
     """No network (a loopback port nobody listens on): one line with what to fetch and
     where to put it."""

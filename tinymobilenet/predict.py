@@ -27,7 +27,6 @@ source (pretrained ImageNet weights) adds an option there.
 
 from __future__ import annotations
 
-import inspect
 import json
 import sys
 import textwrap
@@ -114,7 +113,7 @@ def load_pretrained_source(name: str, weights="DEFAULT", *, progress: bool = Tru
     eval mode with batch norm folded. ``ValueError`` for an unknown model or weights name."""
     from .data import imagenet_transform
     from .data.preprocess import IMAGENET_CLASSES, transform_for_weights
-    from .models import MODEL_NAMES, fold_batchnorm, get_model
+    from .models import MODEL_NAMES, fold_batchnorm, get_model, load_weights
     from .models.pretrained import _is_name, weights_entry
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; models with ImageNet weights: "
@@ -130,17 +129,12 @@ def load_pretrained_source(name: str, weights="DEFAULT", *, progress: bool = Tru
             raise ValueError(f"{weights}: no such weights file")
         # a file of ImageNet weights: the preprocessing its model's published weights use
         entry = weights_entry(name) if published else None
-    options = {"weights": weights}
-    if "progress" in inspect.signature(_factory(name)).parameters:
-        options["progress"] = progress
-    model = get_model(name, **options)
+    if published:          # the factory's weights= (it ports another implementation's names)
+        model = get_model(name, weights=weights, progress=progress)
+    else:                  # MobileNetV1: a file of weights in our names
+        model = load_weights(get_model(name), weights)
     transform = transform_for_weights(entry) if entry else imagenet_transform()
     return fold_batchnorm(model), transform, IMAGENET_CLASSES
-
-
-def _factory(name):
-    from . import models
-    return getattr(models, name)
 
 
 def load_source(args):
