@@ -78,20 +78,7 @@ def run(main, argv=None) -> int:
 
 
 def write_json(path, obj) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically: a temporary file in the same
-    directory, then a rename, so an interrupted write never leaves a half file."""
-    import json
-    import os
-    import tempfile
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``obj`` as JSON indented by 2 to ``path``, atomically
+    (:func:`tinymobilenet.files.write_json`)."""
+    from .files import write_json as write
+    write(path, obj, indent=2)

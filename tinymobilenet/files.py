@@ -8,15 +8,17 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_write", "write_json", "save_figure"]
+__all__ = ["atomic_open", "atomic_write", "write_json", "save_figure"]
 
 
-def atomic_write(path, write, binary: bool = True) -> Path:
-    """Call ``write(f)`` on a temporary file beside ``path`` and rename it to ``path``
-    (parent directories are created). On any error, the temporary file is removed and
-    ``path`` is untouched. Returns ``path``."""
+@contextmanager
+def atomic_open(path, binary: bool = True):
+    """``with atomic_open(path) as f: f.write(...)``: a temporary file beside ``path``
+    (parent directories are created), renamed to ``path`` when the block ends without an
+    error; on any error it is removed and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # a unique name opened with "x" (not tempfile.mkstemp, whose 0600 mode the renamed
@@ -24,7 +26,7 @@ def atomic_write(path, write, binary: bool = True) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "xb" if binary else "x") as f:
-            write(f)
+            yield f
             f.flush()
             os.fsync(f.fileno())          # the data is on disk before the name points at it
         os.replace(tmp, path)
@@ -34,7 +36,13 @@ def atomic_write(path, write, binary: bool = True) -> Path:
         except FileNotFoundError:
             pass
         raise
-    return path
+
+
+def atomic_write(path, write, binary: bool = True) -> Path:
+    """Call ``write(f)`` on a file opened with :func:`atomic_open` and return ``path``."""
+    with atomic_open(path, binary) as f:
+        write(f)
+    return Path(path)
 
 
 def write_json(path, obj, indent: int = 1) -> Path:

@@ -1,17 +1,13 @@
 """Helpers shared by the model factories: argument checks, torchvision's weight
-initialisation, the pooled classifier head every image model ends with, and atomic file
-writing."""
+initialisation, and the pooled classifier head every image model ends with."""
 
 from __future__ import annotations
-
-import contextlib
-import os
 
 import numpy as np
 
 from .. import nn
 
-__all__ = ["check_options", "torchvision_init", "ImageClassifier", "atomic_open"]
+__all__ = ["check_options", "torchvision_init", "ImageClassifier"]
 
 
 def check_options(model: str, num_classes=1000, dropout=0.0, width_mult=None,
@@ -122,20 +118,3 @@ class ImageClassifier(nn.Module):
             self.flatten.backward(self.classifier.backward(dy))))
 
 
-@contextlib.contextmanager
-def atomic_open(path):
-    """``with atomic_open(path) as f: f.write(...)``: write a binary file that appears
-    under ``path`` only complete.
-
-    The data goes to ``path.<pid>.tmp`` in the same folder (so the final rename stays on
-    one file system, where ``os.replace`` is atomic), which is renamed over ``path`` when
-    the block ends without an error and removed when it raises (Ctrl-C included)."""
-    path = os.fspath(path)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            yield f
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -40,7 +40,7 @@ import urllib.request
 from importlib import resources
 from pathlib import Path
 
-from ._common import atomic_open
+from ..files import atomic_open
 from .weights import load_weights
 
 __all__ = ["weights_entry", "weights_names", "weights_info", "weights_path", "cache_dir",

@@ -24,8 +24,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from ..files import atomic_open
 from . import pth
-from ._common import atomic_open
 
 __all__ = ["load_weights", "save_weights", "read_state_dict", "port_state_dict",
            "WeightsMismatchError"]
