@@ -24,10 +24,10 @@ from __future__ import annotations
 import math
 import os
 
+from .models import WIDTH_OPTIONS  # the factory options that scale a width
+
 __all__ = ["estimate_bytes", "machine_bytes", "check_fits", "format_bytes", "WIDTH_OPTIONS"]
 
-#: the factory option that scales a model's width, per model family
-WIDTH_OPTIONS = ("alpha", "width_mult", "width_multiplier")
 _REFERENCE_SIZE = 64
 
 

@@ -8,7 +8,6 @@ counts it with :func:`summary` and prints one of the reports of :mod:`.render`. 
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 
 from .. import cli
@@ -112,7 +111,7 @@ def _resolve(p, a):
     if a.alpha is not None:
         if not 0 < a.alpha <= MAX_ALPHA:
             p.error(f"--alpha must be in (0, {MAX_ALPHA:g}], got {a.alpha:g}")
-        key = _width_kwarg(getattr(models, model, get))
+        key = models.width_option(model)
         if key is None:
             p.error(f"--alpha: {model} has no width multiplier; EfficientNet-B0..B7 (and "
                     "-Lite0..4) scale width, depth and resolution together (compound "
@@ -162,18 +161,6 @@ def default_resolution(name: str) -> int:
         if name in table:
             return int(table[name][2])
     return 224
-
-
-def _width_kwarg(factory):
-    """The width multiplier's argument name ``factory`` takes ("alpha", "width_mult"), or None."""
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return None
-    for k in ("alpha", "width_mult"):
-        if k in params:
-            return k
-    return None
 
 
 def _models():

@@ -69,6 +69,21 @@ MODEL_NAMES = tuple(_IMAGE_FACTORIES)
 DENSE_MODEL_NAMES = tuple(_DENSE_FACTORIES)
 
 
+#: the factory arguments that scale a model's width, by family (V1, V2/V3, dense)
+WIDTH_OPTIONS = ("alpha", "width_mult", "width_multiplier")
+
+
+def width_option(name: str) -> str | None:
+    """The argument of ``name``'s factory that scales its width: ``"alpha"`` (MobileNetV1),
+    ``"width_mult"`` (V2, V3), ``"width_multiplier"`` (dense), or None (EfficientNet:
+    compound scaling fixes each variant's width). ValueError for an unknown name."""
+    factories = {**_IMAGE_FACTORIES, **_DENSE_FACTORIES}
+    if name not in factories:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(factories)}")
+    options = inspect.signature(factories[name]).parameters
+    return next((k for k in WIDTH_OPTIONS if k in options), None)
+
+
 def get_model(name: str, **kwargs):
     """Build a model by name: ``get_model("mobilenet_v2", width_mult=0.5, num_classes=10)``,
     ``get_model("mobilenet_v3_large", weights="DEFAULT")``.
@@ -91,7 +106,7 @@ def get_model(name: str, **kwargs):
 
 
 __all__ = [
-    "MODEL_NAMES", "DENSE_MODEL_NAMES", "get_model",
+    "MODEL_NAMES", "DENSE_MODEL_NAMES", "get_model", "width_option", "WIDTH_OPTIONS",
     "MobileNetV1", "mobilenet_v1", "MobileNetV2", "mobilenet_v2",
     "MobileNetV3", "mobilenet_v3_small", "mobilenet_v3_large",
     "EfficientNet", "EFFICIENTNET_PARAMS", "EFFICIENTNET_STAGES", "compound_scaling",

@@ -42,6 +42,7 @@ import textwrap
 import numpy as np
 
 from ..models import DENSE_MODEL_NAMES, MODEL_NAMES, get_model
+from ..models import width_option as _model_width_option
 
 __all__ = ["FAMILIES", "RECIPES", "COMMON", "SHORT_RUNS", "DEFAULTS", "family_of", "recipe", "build_model",
            "model_options", "model_from_config", "width_option", "init_classifier",
@@ -138,9 +139,8 @@ def width_option(model: str) -> str | None:
     """The factory option that the trainer's ``alpha`` sets: ``alpha`` (V1), ``width_mult``
     (V2, V3), ``width_multiplier`` (dense), None (EfficientNet: compound scaling fixes
     each variant's width)."""
-    family = family_of(model)
-    return {"mobilenet_v1": "alpha", "mobilenet_v2": "width_mult",
-            "mobilenet_v3": "width_mult", "dense": "width_multiplier"}.get(family)
+    family_of(model)                     # ValueError listing the names for an unknown one
+    return _model_width_option(model)
 
 
 def model_options(model: str, alpha=None, num_classes: int = 10, input_shape=(1, 32, 32),
