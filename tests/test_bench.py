@@ -119,3 +119,28 @@ def test_profile_cli_and_bad_model():
     out = subprocess.run([sys.executable, "-m", "tinymobilenet.bench", "--profile", "nope"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--profile" in out.stderr
+
+
+def test_threads_reach_blas_and_are_restored():
+    """--threads 1 must put BLAS on one thread too, or a one-thread comparison would time
+    our matrix products on every core; the count is read back from the library itself."""
+    from tinymobilenet.bench import blas
+    from tinymobilenet.functional import tiling
+    before, threads = blas.info(), tiling.num_threads()
+    if "threads)" not in before:
+        pytest.skip(f"no BLAS thread count readable here: {before}")
+    with blas.threads(1):
+        assert "(1 threads)" in blas.info() and tiling.num_threads() == 1
+    assert blas.info() == before and tiling.num_threads() == threads
+
+
+def test_profile_cli_runs_at_the_threads_asked(tmp_path):
+    path = tmp_path / "p.json"
+    out = subprocess.run([sys.executable, "-m", "tinymobilenet.bench", "--profile",
+                          "mobilenet_v3_small", "--resolution", "32", "--batch", "1",
+                          "--repeats", "1", "--threads", "1", "--save", str(path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    p = json.loads(path.read_text())
+    assert p["threads"] == 1 and "1 thread:" in out.stdout
+    assert "threads)" not in p["blas"] or "(1 threads)" in p["blas"]

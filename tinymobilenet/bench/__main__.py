@@ -55,8 +55,11 @@ def build_parser():
 
 def _profile(args):
     from .profile import format_profile, plot_profile, profile
-    p = profile(args.profile, args.resolution, args.batch, args.train,
-                repeats=args.repeats or 5)
+    from . import blas
+    from ..functional import tiling
+    with blas.threads(args.threads or tiling.num_threads()):
+        p = profile(args.profile, args.resolution, args.batch, args.train,
+                    repeats=args.repeats or 5)
     if args.plot:
         import matplotlib.pyplot as plt
         plt.close(plot_profile(p, args.plot))

@@ -192,8 +192,9 @@ def profile(name, resolution=None, batch=8, train=False, repeats=5, seed=0) -> d
     total_macs = sum(macs.values()) or 1
     parts = sum(ms.values())
     from ..functional.tiling import num_threads
+    from .blas import info
     return {"model": name, "resolution": R, "batch": batch, "train": train,
-            "threads": num_threads(), "fused": train,
+            "threads": num_threads(), "blas": info(), "fused": train,
             "repeats": repeats, "step_ms": plain, "instrumented_ms": instrumented,
             "attributed_ms": parts, "not_attributed_ms": plain - parts,
             "categories": [{"category": c, "ms": ms[c], "time_share": ms[c] / parts,

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..functional import tiling
+from . import blas
 from .cases import cases, target_for
 
 __all__ = ["Result", "machine_peaks", "run", "SETTLE", "WARMUP"]
@@ -135,16 +136,13 @@ def run(quick=False, compare_torch=False, threads=None, repeats=None, only=None,
     containing one of these strings); returns ``{"machine": ..., "results": [Result as
     dict, ...]}``."""
     threads = threads or tiling.num_threads()
-    old_threads = tiling.num_threads()
-    tiling.set_num_threads(threads)
-    limiter = _limit_blas(threads)
     torch_version = None
     if compare_torch:
         import torch
         torch.set_num_threads(threads)
         torch_version = torch.__version__
-    try:
-        machine = {"threads": threads, "blas": _blas_info(), "numpy": np.__version__,
+    with blas.threads(threads):
+        machine = {"threads": threads, "blas": blas.info(), "numpy": np.__version__,
                    "python": platform.python_version(), "cpu": _cpu_name(),
                    "torch": torch_version, **machine_peaks(quick)}
         repeats = repeats or (3 if quick else 7)
@@ -158,10 +156,6 @@ def run(quick=False, compare_torch=False, threads=None, repeats=None, only=None,
             if progress:
                 progress(results[-1])
         return {"machine": machine, "results": results}
-    finally:
-        tiling.set_num_threads(old_threads)
-        if limiter is not None:
-            limiter.restore_original_limits()
 
 
 def _result(case, f, b, t, torch_t, machine):
@@ -181,24 +175,6 @@ def _result(case, f, b, t, torch_t, machine):
     return Result(case.name, case.kind, 1e3 * f, 1e3 * b, 1e3 * t, gflop, gbytes, bound,
                   achieved, unit, roof, None if torch_t is None else 1e3 * torch_t,
                   None if torch_t is None else t / torch_t, target)
-
-
-def _limit_blas(threads):
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
-    return threadpool_limits(limits=threads, user_api="blas")
-
-
-def _blas_info() -> str:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "unknown (install threadpoolctl to see it)"
-    infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-    return "; ".join(f"{i.get('internal_api')} {i.get('version')} {i.get('architecture', '')} "
-                     f"({i.get('num_threads')} threads)" for i in infos) or "unknown"
 
 
 def _cpu_name() -> str:
