@@ -31,6 +31,14 @@ def tiny_tiles(request, monkeypatch):
     tiling.set_num_threads(old)
 
 
+@pytest.fixture(params=["repeated vectors", "broadcast vectors"])
+def bn_rows(request, monkeypatch):
+    """Both row shapes of the batch-norm tiles, whatever the map size: (N, ct*L) rows with
+    repeated per-channel vectors, and (N, ct, L) rows with (ct, 1) vectors."""
+    from tinymobilenet.functional import norm
+    monkeypatch.setattr(norm, "LONG_ROW", 0 if request.param == "broadcast vectors" else 10**9)
+
+
 # (N, C, H, W, K, stride, padding): odd sizes, stride 1/2/3, K < stride, 1x1 images,
 # "same" padding (the row layout) with images narrower than the kernel
 DW_CASES = [(3, 5, 9, 7, 3, 1, 1), (4, 6, 8, 5, 3, 2, 1), (2, 3, 9, 7, 5, 2, 2),
@@ -76,7 +84,7 @@ def _batchnorm_reference(x, gamma, beta, dout, eps=1e-5):
 
 
 @pytest.mark.parametrize("shape", [(4, 6, 3, 5), (8, 9, 1, 1), (5, 7), (3, 4, 6, 2)])
-def test_tiled_batchnorm_matches_reference(shape, tiny_tiles):
+def test_tiled_batchnorm_matches_reference(shape, tiny_tiles, bn_rows):
     x = randn(*shape, seed=1) * 3 + 2
     C = shape[1]
     gamma, beta, dout = randn(C, seed=2), randn(C, seed=3), randn(*shape, seed=4)
@@ -152,7 +160,8 @@ def test_conv_batch_tiles_with_a_shorter_last_tile_match_naive(K, s, p, groups, 
 
 
 @pytest.mark.parametrize("activation", ["silu", "hardswish", "relu"])
-def test_tiled_batchnorm_with_a_fused_activation_matches_the_layers_apart(activation, tiny_tiles):
+def test_tiled_batchnorm_with_a_fused_activation_matches_the_layers_apart(activation, tiny_tiles,
+                                                                          bn_rows):
     acts = {"silu": (F.silu_forward, F.silu_backward),
             "hardswish": (F.hardswish_forward, F.hardswish_backward),
             "relu": (F.relu_forward, F.relu_backward)}
