@@ -177,3 +177,17 @@ def test_tiled_batchnorm_with_a_fused_activation_matches_the_layers_apart(activa
                                          training=training, activation=activation)
         for g, w in zip((fy, *F.batchnorm_backward(dout, fcache)), want):
             np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-10)   # other tiles: round-off
+
+
+def test_tile_budget_follows_the_environment_and_the_l2(monkeypatch):
+    import subprocess
+    import sys
+    code = "from tinymobilenet.functional import tiling; print(tiling.TILE_BYTES)"
+    env = {**__import__("os").environ, "TINYMOBILENET_TILE_BYTES": "123456"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "123456", out.stderr
+    monkeypatch.delenv("TINYMOBILENET_TILE_BYTES", raising=False)
+    for l2, want in [(512 << 10, 4 << 20), (1 << 20, 4 << 20), (2 << 20, 2 << 20),
+                     (3 << 20, 3 << 20), (32 << 20, 4 << 20), (0, 4 << 20)]:
+        monkeypatch.setattr(tiling, "_l2_bytes", lambda: l2)
+        assert tiling._default_tile_bytes() == want, l2
