@@ -19,7 +19,9 @@ round-off; the tests run both against the definition):
 
 - :mod:`._depthwise_banded`: maps at most ``BANDED_WIDTH * K`` pixels wide (the 14x14 and
   7x7 layers) as banded matrix products in BLAS;
-- :mod:`._depthwise_direct`: wider maps as K*K multiply-adds on cache-sized tiles.
+- :mod:`._depthwise_direct`: wider maps as K*K multiply-adds on cache-sized tiles; for
+  stride-1 5x5 kernels each kernel row's taps as one matrix-vector product per channel
+  in BLAS, which also takes the narrow maps of a single image (see :func:`_path`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _depthwise_banded, _depthwise_direct
-from .conv_geometry import conv_output_size, pad2d
+from .conv_geometry import conv_output_size, is_same_stride1, pad2d
 
 __all__ = ["depthwise_conv2d_forward", "depthwise_conv2d_backward",
            "depthwise_conv2d_forward_naive", "depthwise_conv2d_backward_naive", "BANDED_WIDTH"]
@@ -112,10 +114,20 @@ def depthwise_conv2d_backward_naive(dout, cache):
 BANDED_WIDTH = 6
 
 
-def _path(x_shape, K):
-    """The fast path for an input of ``x_shape`` and kernel size K."""
-    if K > 1 and x_shape[3] <= BANDED_WIDTH * K:
-        return _depthwise_banded
+def _path(x_shape, K, stride, padding):
+    """The fast path for an input of ``x_shape`` and kernel size K.
+
+    Stride-1 "same" kernels of K >= ``_depthwise_direct.MATMUL_K`` have a third option,
+    the direct path with each kernel row's taps as matrix-vector products in BLAS: it
+    beats the banded products on one image (5x5, one thread: 0.74-1.01x the forward and
+    0.58-0.82x the backward time at 7-24 px) and from 4K pixels wide (0.79-1.0x at 24
+    and 28 px, batch 8), but not on smaller maps in a batch (1.1-2.3x at 6-14 px, batch
+    8), where the banded products stack the images into longer ones."""
+    N, W = x_shape[0], x_shape[3]
+    if K > 1 and W <= BANDED_WIDTH * K:
+        taps = (K >= _depthwise_direct.MATMUL_K and is_same_stride1(K, stride, padding)
+                and (N == 1 or W >= 4 * K))
+        return _depthwise_direct if taps else _depthwise_banded
     return _depthwise_direct
 
 
@@ -128,7 +140,7 @@ def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0):
     """
     _check_depthwise_args(x, w)
     C, K = x.shape[1], w.shape[2]
-    out = _path(x.shape, K).forward(x, w, stride, padding)
+    out = _path(x.shape, K, stride, padding).forward(x, w, stride, padding)
     if b is not None:
         out += b.reshape(1, C, 1, 1)
     return out, (x, w, b is not None, stride, padding)
@@ -143,6 +155,6 @@ def depthwise_conv2d_backward(dout, cache):
         dxpad[:, :, i::s, j::s] += w[:, 0, i, j] * dout
     """
     x, w, has_bias, stride, padding = cache
-    dx, dw = _path(x.shape, w.shape[2]).backward(dout, x, w, stride, padding)
+    dx, dw = _path(x.shape, w.shape[2], stride, padding).backward(dout, x, w, stride, padding)
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dw, db
