@@ -173,14 +173,19 @@ def test_fused_batchnorm_silu_hardswish_equal_the_two_layers(name, act_fwd, act_
 
 
 @pytest.mark.parametrize("name", ["silu", "hardswish"])
-def test_fused_batchnorm_silu_hardswish_gradcheck(name):
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_batchnorm_silu_hardswish_gradcheck(name, training):
+    """Train mode keeps what the activation's backward needs; eval mode keeps nothing and
+    rebuilds z from x in the backward pass: both checked against central differences."""
     x = 3 * randn(4, 3, 5, 6, seed=1) + 1
     gamma, beta = 2 * randn(3, seed=2), 1 + randn(3, seed=3)
+    mean, var = randn(3, seed=4), 0.5 + np.abs(randn(3, seed=5))   # eval's statistics
 
     def fwd(x, gamma, beta):
-        return F.batchnorm_forward(x, gamma, beta, np.zeros(3), np.ones(3), activation=name)
+        return F.batchnorm_forward(x, gamma, beta, mean.copy(), var.copy(), training=training,
+                                   activation=name)
 
-    z = F.batchnorm_forward(x, gamma, beta, np.zeros(3), np.ones(3))[0]
+    z = F.batchnorm_forward(x, gamma, beta, mean.copy(), var.copy(), training=training)[0]
     assert np.min(np.abs(np.abs(z) - 3)) > 1e-4                   # no point on h-swish's kinks
     r = gradcheck.check_function(fwd, F.batchnorm_backward,
                                  {"x": x, "gamma": gamma, "beta": beta}, tol=1e-7)
