@@ -20,9 +20,10 @@ from __future__ import annotations
 import numpy as np
 
 from .conv_geometry import PhaseGeometry, is_same_stride1
-from .tiling import run_tiles, scratch, split_rows, tile_budget
+from .tiling import run_tiles, scratch, split_rows, threads_for, tile_budget
 
-__all__ = ["forward", "backward", "DirectLayout", "PitchedLayout", "PhaseLayout", "layout_for"]
+__all__ = ["forward", "backward", "DirectLayout", "PitchedLayout", "PhaseLayout", "layout_for",
+           "uses_matmul"]
 
 
 class DirectLayout:
@@ -199,12 +200,22 @@ def _rowdot(a, b):
 # 24 / 52 array passes against 45 / 125. Measured at one thread on EfficientNet-B0
 # shapes (batch 1 at 224 px, batch 8 at 96 px), forward / backward time against the
 # per-tap path: 5x5 0.40-0.65x / 0.54-0.70x; 3x3 0.8-1.2x / 0.9-1.3x, hence not for 3x3
-# (nor for stride 2, whose phases hold only 1-3 taps a row: 1.1-1.9x).
+# (nor for stride 2, whose phases hold only 1-3 taps a row: 1.1-1.9x). Only for calls
+# that run on one thread: tiles on two threads each calling a multithreaded BLAS
+# oversubscribe the cores (5x5 at 24-28 px, batch 8-16, two threads, the time
+# of the per-tap path: 1.05-1.14x; of the banded one: 1.4-1.7x).
 MATMUL_K = 5
 
 
+def uses_matmul(x_shape, K, stride, padding):
+    """Does a call take the matrix-vector path (see MATMUL_K)?"""
+    N, C, H, W = x_shape
+    return (K >= MATMUL_K and is_same_stride1(K, stride, padding)
+            and threads_for(N * C * H * W * K * K) == 1)
+
+
 def _uses_matmul(g):
-    return isinstance(g, PitchedLayout) and g.K >= MATMUL_K
+    return isinstance(g, PitchedLayout) and uses_matmul((g.N, g.C, g.H, g.W), g.K, 1, g.p)
 
 
 def _tap_matrices(src, K, pitch, L, buf):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _depthwise_banded, _depthwise_direct
-from .conv_geometry import conv_output_size, is_same_stride1, pad2d
+from .conv_geometry import conv_output_size, pad2d
 
 __all__ = ["depthwise_conv2d_forward", "depthwise_conv2d_backward",
            "depthwise_conv2d_forward_naive", "depthwise_conv2d_backward_naive", "BANDED_WIDTH"]
@@ -122,10 +122,11 @@ def _path(x_shape, K, stride, padding):
     beats the banded products on one image (5x5, one thread: 0.74-1.01x the forward and
     0.58-0.82x the backward time at 7-24 px) and from 4K pixels wide (0.79-1.0x at 24
     and 28 px, batch 8), but not on smaller maps in a batch (1.1-2.3x at 6-14 px, batch
-    8), where the banded products stack the images into longer ones."""
+    8), where the banded products stack the images into longer ones; and only on one
+    thread (on two, BLAS spreads the banded products over both cores: 0.6-0.7x)."""
     N, W = x_shape[0], x_shape[3]
     if K > 1 and W <= BANDED_WIDTH * K:
-        taps = (K >= _depthwise_direct.MATMUL_K and is_same_stride1(K, stride, padding)
+        taps = (_depthwise_direct.uses_matmul(x_shape, K, stride, padding)
                 and (N == 1 or W >= 4 * K))
         return _depthwise_direct if taps else _depthwise_banded
     return _depthwise_direct
