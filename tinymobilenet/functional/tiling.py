@@ -89,7 +89,8 @@ def num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads for the tiled kernels (BLAS has its own setting, e.g. threadpoolctl)."""
+    """Use ``n`` threads for the tiled kernels (BLAS has its own setting: OPENBLAS_NUM_THREADS,
+    or ``tinymobilenet.bench.blas.limit``)."""
     global _threads, _pool
     if int(n) < 1:
         raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
