@@ -199,7 +199,7 @@ def _rowdot(a, b):
 # and an add per tap (:func:`_multiply_add`). Memory traffic per output value, K = 3 / 5:
 # 24 / 52 array passes against 45 / 125. Measured at one thread on EfficientNet-B0
 # shapes (batch 1 at 224 px, batch 8 at 96 px), forward / backward time against the
-# per-tap path: 5x5 0.40-0.65x / 0.54-0.70x; 3x3 0.8-1.2x / 0.9-1.3x, hence not for 3x3
+# per-tap path: 5x5 0.35-0.66x / 0.50-0.75x; 3x3 0.8-1.2x / 0.9-1.3x, hence not for 3x3
 # (nor for stride 2, whose phases hold only 1-3 taps a row: 1.1-1.9x). Only for calls
 # that run on one thread: tiles on two threads each calling a multithreaded BLAS
 # oversubscribe the cores (5x5 at 24-28 px, batch 8-16, two threads, the time
