@@ -121,7 +121,7 @@ def _path(x_shape, K, stride, padding):
     the direct path with each kernel row's taps as matrix-vector products in BLAS: it
     beats the banded products on one image (5x5, one thread: 0.74-1.01x the forward and
     0.58-0.82x the backward time at 7-24 px) and from 4K pixels wide (0.79-1.0x at 24
-    and 28 px, batch 8), but not on smaller maps in a batch (1.1-2.3x at 6-14 px, batch
+    and 28 px, batch 8), but not on smaller maps in a batch (0.94-2.28x at 3-14 px, batch
     8), where the banded products stack the images into longer ones; and only on one
     thread (on two, BLAS spreads the banded products over both cores: 0.6-0.7x)."""
     N, W = x_shape[0], x_shape[3]
