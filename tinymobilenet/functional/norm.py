@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tiling import run_tiles, scratch, split_rows
+from .tiling import run_tiles, scratch, split_rows, threads_for
 
 __all__ = ["batchnorm_forward", "batchnorm_backward"]
 
@@ -27,7 +27,8 @@ def _channel_tiles(x):
     times the ~4 arrays a pass touches, fit in TILE_BYTES, so every pass over a tile
     stays in cache."""
     N, C = x.shape[:2]
-    ct = split_rows(C, 4 * x.itemsize * (x.size // C), balance=True)
+    # tiles in multiples of the thread count only when the call runs on the threads
+    ct = split_rows(C, 4 * x.itemsize * (x.size // C), balance=threads_for(x.size) > 1)
     return ct, [(c0, min(C, c0 + ct)) for c0 in range(0, C, ct)]
 
 
