@@ -52,6 +52,12 @@ class BandedGeometry:
         self.rows = max(padding + self.N * self.S, stride * (self.L - 1) + K)
         # rows of the K products: all stacked rows at stride 1 "same", the grid otherwise
         self.R_rows = self.rows if self.same else self.L
+        wo = np.arange(self.Wo)                   # each tap column's (win, wo), once per call
+        self._taps = []
+        for j in range(K):
+            win = stride * wo + j - padding
+            inside = (win >= 0) & (win < self.W)
+            self._taps.append((win[inside], wo[inside]))
 
     def tiles(self, itemsize, stacks, size):
         """Channels per tile and the (c0, c1) tiles (all samples in each): ``stacks``
@@ -87,10 +93,7 @@ class BandedGeometry:
     def tap_columns(self, j):
         """(win, wo): the output columns wo whose kernel column j reads an image column,
         and that column win = s*wo + j - p."""
-        wo = np.arange(self.Wo)
-        win = self.s * wo + j - self.p
-        inside = (win >= 0) & (win < self.W)
-        return win[inside], wo[inside]
+        return self._taps[j]
 
     def band(self, wk):
         """The banded matrices T (k, K, W, Wo) of kernels wk (k, K, K)."""

@@ -14,6 +14,7 @@ may use; ``set_num_threads(n)`` changes it at run time (1 turns the threads off)
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -199,7 +200,7 @@ def scratch(name, shape, dtype, zero=False):
     The buffer must not outlive the call that asked for it.
     """
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize       # (np.prod: ~6 us a call, 50x slower)
     buffers = _local.__dict__.get("buffers")
     if buffers is None:
         buffers = _local.buffers = {}
