@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .activations import _sigmoid_into, _silu_into
 from .tiling import run_tiles, scratch, split_rows, threads_for
 
 __all__ = ["batchnorm_forward", "batchnorm_backward"]
@@ -121,17 +122,9 @@ def _activate(act, z, saved, tmp):
         else:
             np.clip(z, lo, hi, out=z)
     elif kind == "silu" and saved is None:              # y = z / (1 + exp(-z))
-        np.negative(z, out=tmp)
-        with np.errstate(over="ignore"):                # exp(88+) = inf: y = -0, exact
-            np.exp(tmp, out=tmp)
-        tmp += 1
-        np.divide(z, tmp, out=z)
+        _silu_into(z, z, tmp)
     elif kind == "silu":                                # y = z * sigmoid(z)
-        np.negative(z, out=saved)
-        with np.errstate(over="ignore"):                # exp(88+) = inf: sigmoid 0, exact
-            np.exp(saved, out=saved)
-        saved += 1
-        np.reciprocal(saved, out=saved)
+        _sigmoid_into(saved, z)
         z *= saved
     else:                                               # h-swish: y = z * relu6(z + 3) / 6
         if saved is not None:
@@ -293,11 +286,7 @@ def batchnorm_backward(dout, cache):
                     np.multiply(xr, _per_value(affine[0][c0:c1], L, N), out=kept)
                     kept += _per_value(affine[1][c0:c1], L, N)
                     if act[0] == "silu":               # sigmoid(z), in place
-                        np.negative(kept, out=kept)
-                        with np.errstate(over="ignore"):
-                            np.exp(kept, out=kept)
-                        kept += 1
-                        np.reciprocal(kept, out=kept)
+                        _sigmoid_into(kept, kept)
                 dr = _activation_grad(                 # into dx's rows
                     act, dr, _rows(out, c0, c1, L), kept,
                     dxr, (_tile(inside, k, L), _tile(below, k, L)))
