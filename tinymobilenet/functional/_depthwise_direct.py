@@ -214,9 +214,6 @@ def uses_matmul(x_shape, K, stride, padding):
             and threads_for(N * C * H * W * K * K) == 1)
 
 
-def _uses_matmul(g):
-    return isinstance(g, PitchedLayout) and uses_matmul((g.N, g.C, g.H, g.W), g.K, 1, g.p)
-
 
 def _tap_matrices(src, K, pitch, L, buf):
     """The K*K windows of a pitched buffer ``src`` (k, >= L + 2*lead) as a read-only
@@ -264,7 +261,7 @@ def forward(x, w, stride, padding):
     wk = w.reshape(C, K * K)
     out = np.empty((g.N, C, g.Ho, g.Wo), dtype=x.dtype)
     size = out.size * K * K
-    matmul = _uses_matmul(g)
+    matmul = uses_matmul(x.shape, K, stride, padding)     # then g is a PitchedLayout
     # input; accumulator and product, or accumulator, K column shifts and K products
     nt, ct, tiles = g.tiles(x.itemsize, 1, 1 + 2 * K if matmul else 2, size)
 
@@ -312,8 +309,8 @@ def backward(dout, x, w, stride, padding):
     # pixels no window reaches (if any) keep a zero gradient
     dx = (np.empty if g.covers_input else np.zeros)(x.shape, dtype=dout.dtype)
     size = dout.size * K * K
-    matmul = _uses_matmul(g)
-    # x and dout/dx in input layout; acc and tmp (+ K column shifts and K products)
+    matmul = uses_matmul(x.shape, K, stride, padding)     # then g is a PitchedLayout
+    # x and dout/dx in input layout; acc and tmp, or acc, K column shifts and K products
     nt, ct, tiles = g.tiles(x.itemsize, 2, 2 + 2 * K if matmul else 2, size)
     dw_tiles = np.zeros((len(range(0, g.N, nt)), C, K, K), dtype=dout.dtype)
     flipped = isinstance(g, PitchedLayout)
@@ -326,14 +323,14 @@ def backward(dout, x, w, stride, padding):
         else:
             dq = scratch("dw_dx", xq.shape, dout.dtype)        # dx, zeroed per tile
             acc = g.grid_buffer("dw_acc", nt, ct, dout.dtype)  # dout, zero off-output
-        tmp = g.grid_buffer("dw_tmp", nt, ct, dout.dtype, zero=False)
         if matmul:
             rows, prod = _matmul_buffers(g, nt, ct, dout.dtype)
+        else:
+            tmp = g.grid_buffer("dw_tmp", nt, ct, dout.dtype, zero=False)
         for n0, n1, c0, c1 in chunk:
             m, k = n1 - n0, c1 - c0
             g.scatter(xq, x[n0:n1, c0:c1], m, k)
-            a, t = acc[:k, :m * g.grid], tmp[:k, :m * g.grid]
-            wts = wk[c0:c1].T[:, :, None]                  # (K*K, k, 1)
+            a = acc[:k, :m * g.grid]
             if flipped:
                 g.scatter(dq, dout[n0:n1, c0:c1], m, k)
                 d = g.on_grid(dq, m, k)                    # (k, m*grid)
@@ -349,6 +346,7 @@ def backward(dout, x, w, stride, padding):
                            _tap_matrices(dq[:k], K, g.pitch, L, rows), prod)
                 dx[n0:n1, c0:c1] = g.outputs(acc, m, k)
                 continue
+            t, wts = tmp[:k, :m * g.grid], wk[c0:c1].T[:, :, None]   # wts: (K*K, k, 1)
             for o, win in enumerate(g.windows(xq, m, k)):
                 dw[:, o // K, o % K] = _rowdot(d, win)
             if flipped:
