@@ -55,7 +55,7 @@ def build_parser():
 
 def _profile(args):
     from .profile import format_profile, plot_profile, profile
-    from . import blas
+    from .. import blas
     from ..functional import tiling
     with blas.threads(args.threads or tiling.num_threads()):
         p = profile(args.profile, args.resolution, args.batch, args.train,

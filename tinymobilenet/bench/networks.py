@@ -8,7 +8,8 @@ for the same computation.
 
     training step   forward, cross-entropy, backward, SGD update (train mode; ours with
                     BatchNorm + ReLU/ReLU6 fused, as the trainer runs it)
-    inference       forward in eval mode, as built and after ``models.fold_batchnorm``
+    inference       forward in eval mode inside ``nn.no_grad()`` (PyTorch's inside
+                    ``torch.no_grad()``), as built and after ``models.fold_batchnorm``
 """
 
 from __future__ import annotations
@@ -102,7 +103,12 @@ def inference_case(name, N=1, size=224, fold=False):
     def make(rng):
         model = build()
         x = _randn(rng, N, 3, size, size)
-        return (lambda: model(x)), (lambda: None)
+
+        def forward():
+            with nn.no_grad():              # PyTorch's side runs under torch.no_grad()
+                model(x)
+
+        return forward, (lambda: None)
 
     def make_torch(rng):
         import torch
@@ -113,7 +119,7 @@ def inference_case(name, N=1, size=224, fold=False):
         twin.eval()
         x = _randn(rng, N, 3, size, size)
         xt = torch.from_numpy(x)
-        with torch.no_grad():
+        with torch.no_grad(), nn.no_grad():
             check_same_outputs(build()(x), twin(xt))
 
         def forward():

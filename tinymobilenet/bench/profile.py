@@ -24,7 +24,10 @@ between its children. Each exclusive time goes to one category:
 The sum of the parts is compared with the time of the same step without timers, and the
 difference (the timers' own cost) is reported as not attributed. A training step runs as
 the trainer runs it, each BatchNorm fused with the activation after it (its time is then
-"batch norm"); inference runs the model as built.
+"batch norm"); inference runs as the benchmark's inference cases do, the model as built
+inside ``nn.no_grad()``, where each BatchNorm is also fused with the activation after it
+(and the activations left are those without a BatchNorm before them, e.g. in
+squeeze-and-excitation).
 """
 
 from __future__ import annotations
@@ -95,7 +98,10 @@ class _Timers:
 
     def __enter__(self):
         for _, m in self.modules:
-            self._wrap(m, "forward")
+            # a BatchNorm's work is its _normalize, which its forward calls and a
+            # Sequential calls directly inside no_grad() (BN + activation fused)
+            self._wrap(m, "_normalize" if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d))
+                       else "forward")
             self._wrap(m, "backward")
         return self
 
@@ -115,9 +121,11 @@ def _step(model, x, y, train, lr=1e-4):
     extra = [0.0]
 
     def run():
-        out = model(x)
         if not train:
+            with nn.no_grad():                 # as the benchmark's inference cases run
+                model(x)
             return
+        out = model(x)
         t0 = time.perf_counter()
         loss(out, y)
         dlogits = loss.backward()
@@ -192,9 +200,9 @@ def profile(name, resolution=None, batch=8, train=False, repeats=5, seed=0) -> d
     total_macs = sum(macs.values()) or 1
     parts = sum(ms.values())
     from ..functional.tiling import num_threads
-    from .blas import info
+    from ..blas import info
     return {"model": name, "resolution": R, "batch": batch, "train": train,
-            "threads": num_threads(), "blas": info(), "fused": train,
+            "threads": num_threads(), "blas": info(), "fused": True,
             "repeats": repeats, "step_ms": plain, "instrumented_ms": instrumented,
             "attributed_ms": parts, "not_attributed_ms": plain - parts,
             "categories": [{"category": c, "ms": ms[c], "time_share": ms[c] / parts,
@@ -209,7 +217,8 @@ def _ancestors(n, parent_of):
 
 def format_profile(p: dict) -> str:
     """The profile as a table."""
-    mode = ("training step (BN + activation fused)" if p["train"] else "inference (eval, as built)")
+    mode = ("training step (BN + activation fused)" if p["train"]
+            else "inference (eval, as built, no_grad: BN + activation fused)")
     threads = p.get("threads")
     lines = [f"{p['model']} {mode}, {p['resolution']}px, batch {p['batch']}"
              + (f", {threads} thread{'s' * (threads != 1)}" if threads else "")

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..functional import tiling
-from . import blas
+from .. import blas
 from .cases import cases, target_for
 
 __all__ = ["Result", "machine_peaks", "run", "SETTLE", "WARMUP"]

@@ -18,11 +18,12 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 
 __all__ = ["TILE_BYTES", "CHUNK", "num_threads", "set_num_threads", "split_rows", "threads_for",
-           "tile_budget", "run_tiles", "elementwise", "scratch", "free_scratch"]
+           "tile_budget", "run_tiles", "elementwise", "scratch", "free_scratch", "serial"]
 
 # Working-set budget of one tile, in bytes. A tile should stay in cache across its
 # passes, but each NumPy call on it also has a fixed cost (~1-2 us, plus a GIL hand-off
@@ -121,8 +122,24 @@ def split_rows(rows: int, bytes_per_row: int, budget: int | None = None,
 
 def threads_for(size=None) -> int:
     """Threads :func:`run_tiles` will use for a call touching ``size`` values: 1 below
-    ``_MIN_PARALLEL`` (the threads would cost more than they save), else ``num_threads()``."""
-    return 1 if size is not None and size < _MIN_PARALLEL else _threads
+    ``_MIN_PARALLEL`` (the threads would cost more than they save) or inside
+    :func:`serial`, else ``num_threads()``."""
+    if (size is not None and size < _MIN_PARALLEL) or getattr(_local, "serial", False):
+        return 1
+    return _threads
+
+
+@contextmanager
+def serial():
+    """Inside the block, this thread's tiled calls run in this thread only (for work that
+    is already spread over the threads at a coarser grain, e.g. one share of a batch per
+    thread: :func:`tinymobilenet.nn.grad_mode.split_forward`)."""
+    previous = getattr(_local, "serial", False)
+    _local.serial = True
+    try:
+        yield
+    finally:
+        _local.serial = previous
 
 
 def tile_budget(x_bytes: int, size=None) -> tuple[int, int]:

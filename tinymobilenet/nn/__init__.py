@@ -1,10 +1,12 @@
 """Stateful layers and blocks with PyTorch names, layouts and state-dict keys.
 
 Every module has ``forward(x) -> y`` (also ``module(x)``) and ``backward(dy) -> dx``,
-which stores dL/dparam in each parameter's ``.grad``.
+which stores dL/dparam in each parameter's ``.grad``. ``with no_grad():`` runs forward
+passes that keep nothing for backward (faster inference, :mod:`.grad_mode`).
 """
 
 from .module import DEFAULT_DTYPE, Module, Parameter, Sequential
+from .grad_mode import is_grad_enabled, no_grad
 from .layers import (BatchNorm1d, BatchNorm2d, Dropout, Flatten, GlobalAvgPool2d, Identity,
                      Linear, check_input, check_shape, make_rng)
 from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d
@@ -18,7 +20,7 @@ from .fusion import (BatchNormAct1d, BatchNormAct2d, fuse_batchnorm_activation, 
                      unfuse_batchnorm_activation, unfused)
 
 __all__ = [
-    "DEFAULT_DTYPE", "Module", "Parameter", "Sequential",
+    "DEFAULT_DTYPE", "Module", "Parameter", "Sequential", "no_grad", "is_grad_enabled",
     "BatchNormAct1d", "BatchNormAct2d", "fuse_batchnorm_activation",
     "unfuse_batchnorm_activation", "fused", "unfused",
     "Conv2d", "DepthwiseConv2d", "PointwiseConv2d", "BatchNorm2d", "BatchNorm1d",

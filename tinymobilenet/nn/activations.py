@@ -28,7 +28,8 @@ class _Activation(Module):
 
     def forward(self, x):
         check_input(self, x, ndim=x.ndim if hasattr(x, "ndim") else -1)
-        y, self._cache = type(self)._forward(x)
+        y, cache = type(self)._forward(x)
+        self._cache = self._keep(cache)
         return y
 
     def backward(self, dy):

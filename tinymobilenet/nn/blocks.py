@@ -128,7 +128,7 @@ class SqueezeExcitation(Module):
         pooled, pool_cache = F.global_avg_pool_forward(x, keepdims=True)    # (N, C, 1, 1)
         scale = self.scale_activation(self.fc2(self.activation(self.fc1(pooled))))
         y, excite_cache = F.excite_forward(x, scale)                        # x * scale
-        self._cache = (pool_cache, excite_cache)
+        self._cache = self._keep((pool_cache, excite_cache))
         return y
 
     def _trace(self, shape, tracer):
@@ -175,7 +175,7 @@ class StochasticDepth(Module):
 
     def forward(self, x):
         y, mask = F.stochastic_depth_forward(x, self.p, self.training, self.rng)
-        self._mask = (mask,)                     # a tuple: None is a valid (eval) mask
+        self._mask = self._keep((mask,))         # a tuple: None is a valid (eval) mask
         return y
 
     def backward(self, dy):

@@ -122,7 +122,7 @@ class Conv2d(Module):
             y, cache = F.conv2d_same_forward(x, w, b, self.stride, self.groups)
         else:
             y, cache = F.conv2d_forward(x, w, b, self.stride, self.padding, self.groups)
-        self._cache = cache
+        self._cache = self._keep(cache)
         return y
 
     def backward(self, dy):

@@ -87,7 +87,8 @@ class GroupedLinear(Module):
         check_input(self, x, self.in_features, ndim=2,
                     dtype=self.weight.data.dtype, axes="N, {C}")
         b = None if self.bias is None else self.bias.data
-        y, self._cache = F.grouped_linear_forward(x, self.weight.data, b, self.groups)
+        y, cache = F.grouped_linear_forward(x, self.weight.data, b, self.groups)
+        self._cache = self._keep(cache)
         return y
 
     def backward(self, dy):
@@ -140,7 +141,7 @@ class DenseSqueezeExcitation(Module):
         check_input(self, x, self.input_features, ndim=2,
                     dtype=self.fc1.weight.data.dtype, axes="N, {C}")
         scale = self.scale_activation(self.fc2(self.activation(self.fc1(x))))   # (N, C)
-        self._cache = (x, scale)
+        self._cache = self._keep((x, scale))
         return x * scale
 
     def backward(self, dy):

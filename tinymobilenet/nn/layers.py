@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
+from .grad_mode import is_grad_enabled
 from .module import DEFAULT_DTYPE, Module, Parameter
 
 __all__ = [
@@ -114,10 +115,11 @@ class _BatchNorm(Module):
         (:func:`tinymobilenet.functional.batchnorm_forward`)."""
         check_input(self, x, self.num_features, ndim=self._ndim,
                     dtype=self.weight.data.dtype, axes=self._axes)
-        y, self._cache = F.batchnorm_forward(
+        y, cache = F.batchnorm_forward(
             x, self.weight.data, self.bias.data, self.running_mean, self.running_var,
             training=self.training, momentum=self.momentum, eps=self.eps,
             activation=activation)
+        self._cache = self._keep(cache)
         if self.training:
             self.num_batches_tracked = self.num_batches_tracked + 1
         return y
@@ -177,7 +179,8 @@ class Linear(Module):
         check_input(self, x, self.in_features, ndim=2,
                     dtype=self.weight.data.dtype, axes="N, {C}")
         b = None if self.bias is None else self.bias.data
-        y, self._cache = F.linear_forward(x, self.weight.data, b)
+        y, cache = F.linear_forward(x, self.weight.data, b)
+        self._cache = self._keep(cache)
         return y
 
     def backward(self, dy):
@@ -207,7 +210,8 @@ class GlobalAvgPool2d(Module):
 
     def forward(self, x):
         check_input(self, x)
-        y, self._cache = F.global_avg_pool_forward(x, keepdims=not self.flatten)
+        y, cache = F.global_avg_pool_forward(x, keepdims=not self.flatten)
+        self._cache = self._keep(cache)
         return y
 
     def backward(self, dy):
@@ -228,7 +232,7 @@ class Flatten(Module):
     def forward(self, x):
         if not isinstance(x, np.ndarray) or x.ndim < 1:
             raise ValueError(f"Flatten: expected an array (N, ...), got {getattr(x, 'shape', x)}")
-        self._shape = x.shape
+        self._shape = self._keep(x.shape)
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dy):
@@ -255,13 +259,14 @@ class Dropout(Module):
         return tuple(input_shape)
 
     def forward(self, x):
-        y, self._cache = F.dropout_forward(x, self.p, self.training, self.rng)
-        self._ran = True
+        y, cache = F.dropout_forward(x, self.p, self.training, self.rng)
+        self._cache, self._ran = self._keep(cache), is_grad_enabled()
         return y
 
     def backward(self, dy):
         if not self._ran:
-            raise RuntimeError("Dropout: backward called before forward (nothing cached)")
+            raise RuntimeError("Dropout: backward called before forward (nothing cached; a "
+                               "forward inside no_grad() keeps nothing)")
         return F.dropout_backward(dy, self._cache)
 
 

@@ -36,8 +36,9 @@ class CrossEntropyLoss(Module):
     def forward(self, logits, targets):
         check_input("CrossEntropyLoss", logits, ndim=2, axes="N, K")
         try:
-            loss, self._cache = F.softmax_cross_entropy_forward(
+            loss, cache = F.softmax_cross_entropy_forward(
                 logits, np.asarray(targets), self.label_smoothing)
+            self._cache = self._keep(cache)
         except (ValueError, TypeError) as e:
             raise type(e)(str(e).replace("cross_entropy", "CrossEntropyLoss")) from None
         return loss

@@ -5,9 +5,10 @@ arrays such as BatchNorm's running statistics) and child Modules, registered in 
 they are assigned, so ``state_dict()`` lists keys in the same order as PyTorch does:
 a module's own parameters, then its own buffers, then each child's entries.
 
-``forward(x)`` computes the output and caches what ``backward`` needs; ``backward(dy)``
-returns dL/dx and *overwrites* each parameter's ``.grad`` (calling it twice gives the same
-result, there is no accumulation across calls).
+``forward(x)`` computes the output and caches what ``backward`` needs (nothing inside
+``with no_grad():``, :mod:`.grad_mode`); ``backward(dy)`` returns dL/dx and *overwrites*
+each parameter's ``.grad`` (calling it twice gives the same result, there is no
+accumulation across calls).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from collections import OrderedDict
 from typing import Iterator
 
 import numpy as np
+
+from . import grad_mode
+from .grad_mode import is_grad_enabled
 
 __all__ = ["Parameter", "Module", "Sequential", "DEFAULT_DTYPE"]
 
@@ -97,7 +101,9 @@ class Module:
     def __call__(self, x):
         tracer = getattr(_tracing, "tracer", None)
         if tracer is None:
-            return self.forward(x)
+            if is_grad_enabled():
+                return self.forward(x)
+            return grad_mode.forward(self, x)          # may split the batch over threads
         # a real forward run by trace() for a container without _trace: record the call
         tracer.enter(self, tuple(x.shape))
         y = self.forward(x)
@@ -144,11 +150,19 @@ class Module:
         finally:
             _tracing.tracer = previous
 
+    @staticmethod
+    def _keep(cache):
+        """What a forward pass stores for backward: ``cache``, or None inside ``no_grad()``
+        (nothing will run backward, and the arrays it holds can be freed at once)."""
+        return cache if is_grad_enabled() else None
+
     def _cached(self, cache, what="backward"):
-        """Return ``cache`` or raise a clear error if forward has not run yet."""
+        """Return ``cache`` or raise a clear error if forward has not run yet (or ran
+        inside ``no_grad()``, which keeps nothing)."""
         if cache is None:
             raise RuntimeError(
-                f"{self._label()}: {what} called before forward (nothing cached)"
+                f"{self._label()}: {what} called before forward (nothing cached; a forward "
+                f"inside no_grad() keeps nothing)"
             )
         return cache
 
@@ -315,6 +329,9 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def forward(self, x):
+        if not is_grad_enabled():
+            from .fusion import forward_fused     # no backward to feed: BN + activation fused
+            return forward_fused(self, x)
         for m in self._modules.values():
             x = m(x)
         return x

@@ -59,7 +59,8 @@ def predict(model, x, batch_size: int = 256, logits: bool = False) -> np.ndarray
     was_training = model.training
     model.eval()
     try:
-        with nn.fused(model):             # BatchNorm + activation in one pass (nn.fusion)
+        # no caches; BatchNorm + activation in one pass; big images split over the threads
+        with nn.no_grad():
             out = [model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
     finally:
         model.train(was_training)
