@@ -44,45 +44,49 @@ def no_grad():
         _state.enabled = previous
 
 
-# Splitting a batch over two threads pays only when the NumPy calls are long: each call
-# on a short array hands the GIL back and forth between the threads. Measured on 2
-# cores (MobileNetV2, eval): 224 px batch 8 0.63x and batch 2 0.83x the time of the
-# unsplit two-thread run; 64 px batch 8 1.13x and 32 px batch 2 1.9x (slower). So only
-# images of at least this many pixels (H * W) are split.
-SPLIT_MIN_PIXELS = 112 * 112
+# Splitting a batch over the threads pays only when each share's NumPy calls are long:
+# every call on a short array hands the GIL back and forth between the threads. Measured
+# on 2 cores (eval, MobileNetV2 / EfficientNet-B0), split time / whole time against the
+# pixels (images x H x W) of one share: 16k (64 px batch 8) 1.24x / 1.17x, 26k (160 px
+# batch 2) 1.07x / 1.03x, 37k (96 px batch 8) 0.98x / 0.95x, 50k (224 px batch 2) 0.88x /
+# 0.85x, 65k (128 px batch 8) 0.71x / 0.70x, 147k (96 px batch 32) 0.66x / 0.68x.
+# So a batch is split into shares of at least this many pixels.
+SPLIT_MIN_PIXELS = 48 * 1024
 
 
-def _splittable(module, x) -> bool:
-    """Can ``module(x)`` run as one forward per share of the batch, on threads?"""
+def _shares(module, x) -> int:
+    """Into how many shares ``module(x)`` can be split (1: not at all)."""
     from ..functional import tiling
     if tiling.threads_for() < 2:
-        return False
+        return 1
     if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[0] < 2:
-        return False
-    if x.shape[2] * x.shape[3] < SPLIT_MIN_PIXELS:
-        return False
+        return 1
+    n = min(tiling.threads_for(), x.shape[0],
+            x.shape[0] * x.shape[2] * x.shape[3] // SPLIT_MIN_PIXELS)
+    if n < 2:
+        return 1
     # every layer in eval mode (train-mode batch norm mixes the samples, dropout draws
     # from one generator) and one of the library's own, whose eval forward treats each
     # sample on its own (a module of yours may not)
     for m in module.modules():
         if m.training or not type(m).__module__.startswith("tinymobilenet."):
-            return False
+            return 1
     from .. import blas
-    return blas.controllable()
+    return n if blas.controllable() else 1
 
 
 def split_forward(module, x):
     """``module.forward(x)`` with the batch split into one share per thread, or None
-    when the call does not qualify (see the module docstring and :func:`_splittable`).
+    when the call does not qualify (see the module docstring and :func:`_shares`).
 
     The calling thread runs the first share, the tile threads the others; meanwhile BLAS
     runs on one thread (two threads each calling a two-thread BLAS: 1.6-2x slower than
     this, measured) and so do the tiled kernels of each share."""
-    if not _splittable(module, x):
+    n = _shares(module, x)
+    if n < 2:
         return None
     from .. import blas
     from ..functional import tiling
-    n = min(tiling.num_threads(), x.shape[0])
     bounds = [x.shape[0] * k // n for k in range(n + 1)]
     shares = [x[bounds[k]:bounds[k + 1]] for k in range(n)]
 
