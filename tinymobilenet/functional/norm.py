@@ -117,8 +117,8 @@ def _activate(act, z, saved, tmp):
     kind, clip = act
     if kind == "clip":
         lo, hi = clip
-        if hi is None:
-            np.maximum(z, lo, out=z)
+        if hi is None:                  # a clip, not np.maximum: see relu_forward
+            np.clip(z, lo, np.inf, out=z)
         else:
             np.clip(z, lo, hi, out=z)
     elif kind == "silu" and saved is None:              # y = z / (1 + exp(-z))
