@@ -79,16 +79,17 @@ def test_profile_attributes_the_step_to_layer_types(tmp_path):
 
 
 def test_profile_restores_the_model_methods():
-    from tinymobilenet import models, nn
+    from tinymobilenet import models
     from tinymobilenet.bench.profile import _Timers
     model = models.mobilenet_v3_small(num_classes=10)
+    from tinymobilenet.bench.profile import _timed_methods
     with _Timers(model):
-        # a batch norm's timer is on _normalize, which its forward and no_grad()'s fused
-        # Sequential both call
-        assert all(("_normalize" if isinstance(m, nn.BatchNorm2d) else "forward") in m.__dict__
-                   for m in model.modules())
-    assert not any({"forward", "backward", "_normalize"} & set(m.__dict__)
-                   for m in model.modules())
+        # a convolution's timer is on _run and a batch norm's on _normalize and
+        # _apply_affine: their forward and no_grad()'s fused Sequential both call them
+        assert all(set(_timed_methods(m)) <= set(m.__dict__) for m in model.modules())
+        assert any("_run" in m.__dict__ for m in model.modules())
+    assert not any({"forward", "backward", "_run", "_normalize", "_apply_affine"}
+                   & set(m.__dict__) for m in model.modules())
 
 
 def test_network_cases_build_and_run():

@@ -196,3 +196,45 @@ def test_unknown_fused_activation_is_refused():
     with pytest.raises(ValueError, match="activation"):
         F.batchnorm_forward(randn(4, 3), np.ones(3), np.zeros(3), np.zeros(3), np.ones(3),
                             activation="tanh")
+
+
+ACTS = {None: lambda z: (z, None), "relu": F.relu_forward, "relu6": F.relu6_forward,
+        "silu": F.silu_forward, "hardswish": F.hardswish_forward}
+
+
+@pytest.mark.parametrize("activation", list(ACTS))
+@pytest.mark.parametrize("with_scale", [True, False])
+@pytest.mark.parametrize("shape", [(3, 5, 3, 7), (1, 4, 40, 33), (6, 3)])
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 2e-6)])
+def test_affine_activation_is_the_affine_map_then_the_activation(activation, with_scale, shape,
+                                                                  dtype, tol):
+    """F.affine_activation (no_grad's folded batch norm, a folded conv's bias) with its
+    shortened chains equals x * scale + shift and then the activation layer; the shapes
+    cover short rows (per-channel vectors repeated), long ones (broadcast) and (N, C)."""
+    C = shape[1]
+    x = (4 * randn(*shape, seed=1)).astype(dtype)           # both sides of every kink
+    scale = (0.5 + np.abs(randn(C, seed=2))).astype(dtype) if with_scale else None
+    shift = randn(C, seed=3).astype(dtype)
+    per_channel = (1, C) + (1,) * (len(shape) - 2)
+    z = x * (1 if scale is None else scale.reshape(per_channel)) + shift.reshape(per_channel)
+    want = ACTS[activation](z)[0]
+    got = F.affine_activation(x, scale, shift, activation)
+    assert got.dtype == dtype and got.shape == x.shape
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def test_affine_silu_overflow_gives_the_rounded_limits_without_warnings():
+    import warnings
+    x = np.array([[-1000.0, -90.0, 0.0, 90.0, 1000.0]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = F.affine_activation(x, None, np.zeros(5, np.float32), "silu")
+    np.testing.assert_array_equal(y, [[0.0, 0.0, 0.0, 90.0, 1000.0]])
+    assert np.signbit(y[0, 0]) and np.signbit(y[0, 1])   # -0: the limit from below
+
+
+def test_affine_activation_checks_its_vectors():
+    with pytest.raises(ValueError, match=r"shift must have shape \(3,\)"):
+        F.affine_activation(randn(2, 3, 4, 4), None, np.zeros(4))
+    with pytest.raises(ValueError, match="activation"):
+        F.affine_activation(randn(2, 3), None, np.zeros(3), "tanh")

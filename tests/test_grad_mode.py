@@ -32,15 +32,15 @@ def _calibrated(name, x, **kw):
 
 
 def _threads_seen(model):
-    """Record the thread that runs each forward of ``model``'s first leaf module."""
-    leaf = next(m for m in model.modules() if not m._modules)
-    seen, inner = [], leaf.forward
+    """Record the thread and the batch size of each run of ``model.forward`` (a split runs
+    it once per share)."""
+    seen, inner = [], model.forward
 
     def forward(x):
         seen.append((threading.get_ident(), x.shape[0]))
         return inner(x)
 
-    object.__setattr__(leaf, "forward", forward)
+    object.__setattr__(model, "forward", forward)
     return seen
 
 
@@ -81,6 +81,26 @@ def test_no_grad_forward_equals_the_plain_one(name, split, request):
         assert sorted(n for _, n in seen) == [1, 2] and len({t for t, _ in seen}) == 2
     else:
         assert seen == [(threading.get_ident(), 3)]
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v3_small", "efficientnet_b0",
+                                  "efficientnet_lite0"])
+@pytest.mark.parametrize("variant", ["folded", "fused"])
+def test_no_grad_on_folded_and_fused_models(name, variant):
+    """A model after models.fold_batchnorm (convolutions with a bias, then the activation:
+    the bias goes into the activation's pass) and after nn.fuse_batchnorm_activation (a
+    fused BatchNorm after the convolution: its scale is folded all the same)."""
+    x = np.random.default_rng(0).standard_normal((2, 3, 40, 40)).astype(np.float32)
+    model = _calibrated(name, x, num_classes=7)
+    if variant == "folded":
+        model = models.fold_batchnorm(model)
+    else:
+        nn.fuse_batchnorm_activation(model)
+    expected = model(x)
+    with nn.no_grad():
+        y = model(x)
+    np.testing.assert_allclose(y, expected, rtol=2e-4, atol=2e-4 * np.abs(expected).max())
+    assert np.abs(expected).max() > 1e-2
 
 
 def test_no_grad_keeps_no_cache_and_backward_says_why():

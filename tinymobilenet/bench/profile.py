@@ -25,9 +25,10 @@ The sum of the parts is compared with the time of the same step without timers, 
 difference (the timers' own cost) is reported as not attributed. A training step runs as
 the trainer runs it, each BatchNorm fused with the activation after it (its time is then
 "batch norm"); inference runs as the benchmark's inference cases do, the model as built
-inside ``nn.no_grad()``, where each BatchNorm is also fused with the activation after it
-(and the activations left are those without a BatchNorm before them, e.g. in
-squeeze-and-excitation).
+inside ``nn.no_grad()``, where each BatchNorm's scale is folded into the convolution
+before it (that multiplication counts as "other") and what is left of it runs fused with
+the activation after it (its time is "batch norm"; the activations left are those
+without a BatchNorm before them, e.g. in squeeze-and-excitation).
 """
 
 from __future__ import annotations
@@ -73,6 +74,18 @@ def _category(m, inside_se):
     return "other"
 
 
+def _timed_methods(m):
+    """The methods that do a module's work. Inside no_grad() a Sequential calls a
+    convolution's kernel (``_run``) and a BatchNorm's passes (``_normalize``,
+    ``_apply_affine``) directly, with a folded batch norm and fused activations; their
+    forward calls the same methods."""
+    if isinstance(m, nn.Conv2d):
+        return ("_run", "backward")
+    if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+        return ("_normalize", "_apply_affine", "backward")
+    return ("forward", "backward")
+
+
 class _Timers:
     """Wraps every module's forward and backward with a timer; restores them on exit."""
 
@@ -98,11 +111,8 @@ class _Timers:
 
     def __enter__(self):
         for _, m in self.modules:
-            # a BatchNorm's work is its _normalize, which its forward calls and a
-            # Sequential calls directly inside no_grad() (BN + activation fused)
-            self._wrap(m, "_normalize" if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d))
-                       else "forward")
-            self._wrap(m, "backward")
+            for method in _timed_methods(m):
+                self._wrap(m, method)
         return self
 
     def __exit__(self, *exc):
@@ -218,7 +228,7 @@ def _ancestors(n, parent_of):
 def format_profile(p: dict) -> str:
     """The profile as a table."""
     mode = ("training step (BN + activation fused)" if p["train"]
-            else "inference (eval, as built, no_grad: BN + activation fused)")
+            else "inference (eval, as built, no_grad: BN folded, activation fused)")
     threads = p.get("threads")
     lines = [f"{p['model']} {mode}, {p['resolution']}px, batch {p['batch']}"
              + (f", {threads} thread{'s' * (threads != 1)}" if threads else "")

@@ -15,7 +15,7 @@ import numpy as np
 from .activations import _sigmoid_into, _silu_into
 from .tiling import run_tiles, scratch, split_rows, threads_for
 
-__all__ = ["batchnorm_forward", "batchnorm_backward"]
+__all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_affine", "affine_activation"]
 
 
 def _check(x):
@@ -161,6 +161,94 @@ def _activation_grad(act, dy, y, saved, out, masks):
     return out
 
 
+def batchnorm_affine(gamma, beta, mean, var, eps, dtype=None):
+    """(scale, shift) (C,) of eval-mode batch norm, ``y = x * scale + shift``:
+    scale = gamma / sqrt(var + eps), shift = beta - mean * scale; in ``dtype`` (default
+    gamma's)."""
+    dtype = gamma.dtype if dtype is None else dtype
+    scale = (gamma * (1 / np.sqrt(var + eps))).astype(dtype, copy=False)
+    return scale, (beta - mean * scale).astype(dtype, copy=False)
+
+
+def _affine_activate(act, xr, outr, scale, shift, nscale, nshift, tmp):
+    """``outr = f(xr * scale + shift)`` for one tile (``scale`` None: ``f(xr + shift)``),
+    f the fused activation ``act`` or None; the vectors shaped by :func:`_per_value`, and
+    ``nscale``, ``nshift`` their negatives (for SiLU).
+
+    Each chain is as short as the algebra allows, since every pass over a tile costs:
+    SiLU computes ``t = -z`` (one pass without a scale, two with), ``outr = -1 - exp(t)``
+    and ``outr = t / outr``, which is z / (1 + exp(-z)): four or five passes, where z first
+    and then :func:`_silu_into` take six. (For z < -88 exp overflows to inf and the result
+    is -0, the correctly rounded value.) The others compute z (one or two passes) and then
+    the activation on it in place."""
+    kind = None if act is None else act[0]
+    if kind == "silu":
+        if scale is None:
+            np.subtract(nshift, xr, out=tmp)                       # t = -shift - x = -z
+        else:
+            np.multiply(xr, nscale, out=tmp)
+            tmp += nshift
+        with np.errstate(over="ignore"):
+            np.exp(tmp, out=outr)
+        np.subtract(-1, outr, out=outr)
+        np.divide(tmp, outr, out=outr)
+        return
+    if scale is None:
+        np.add(xr, shift, out=outr)
+    else:
+        np.multiply(xr, scale, out=outr)
+        outr += shift
+    if act is not None:
+        _activate(act, outr, None, tmp)
+
+
+def affine_activation(x, scale, shift, activation=None):
+    """``y = f(x * scale + shift)`` with ``scale`` and ``shift`` per channel (C,) and f one
+    of batch norm's fused activations (``activation``: "relu", "relu6", "silu",
+    "hardswish" or None); ``scale=None`` means 1.
+
+    x: (N, C, H, W) or (N, C) -> y: same shape, x's dtype.
+
+    This is eval-mode batch norm (``batchnorm_affine`` gives its scale and shift) and, with
+    no scale, a convolution's bias, each with the activation after it, applied per channel
+    tile while the tile is in cache: what ``nn.no_grad()`` runs after a convolution whose
+    weights it has multiplied by the batch norm's scale (or that already carry it, after
+    ``models.fold_batchnorm``). Inference only: the gradient of the same map is
+    :func:`batchnorm_backward` in eval mode.
+    """
+    _check(x)
+    act = _check_activation(activation, None)
+    N, C = x.shape[:2]
+    L = x.size // (N * C) if x.size else 1
+    x = np.ascontiguousarray(x)
+    out = np.empty(x.shape, dtype=x.dtype)
+    shift = np.asarray(shift, dtype=x.dtype)
+    scale = None if scale is None else np.asarray(scale, dtype=x.dtype)
+    for name, v in (("shift", shift), ("scale", scale)):
+        if v is not None and v.shape != (C,):
+            raise ValueError(f"affine_activation: {name} must have shape ({C},) for input "
+                             f"{x.shape}, got {v.shape}")
+    ct, tiles = _channel_tiles(x)
+    silu = act is not None and act[0] == "silu"
+    nscale = None if scale is None or not silu else -scale
+    nshift = -shift if silu else None
+
+    def work(chunk):
+        tmp = scratch("bn_xc", (N, ct * L), x.dtype) if act is not None else None
+        for c0, c1 in chunk:
+            k = c1 - c0
+
+            def per_value(v):
+                return None if v is None else _per_value(v[c0:c1], L, N)
+
+            _affine_activate(act, _rows(x, c0, c1, L), _rows(out, c0, c1, L),
+                             per_value(scale), per_value(shift), per_value(nscale),
+                             per_value(nshift), None if tmp is None else _tile(tmp, k, L))
+
+    run_tiles(work, tiles, size=x.size)
+    return out
+
+
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
                       momentum=0.1, eps=1e-5, clip=None, activation=None):
     """Forward pass of batch norm, optionally fused with the activation after it.
@@ -200,11 +288,12 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
     inv_std = np.empty(C, dtype=x.dtype)
     ct, tiles = _channel_tiles(x)
     if not training:
-        # eval: an affine map out = x * scale + shift, two passes and no x - mean buffer
-        # (the form PyTorch's CPU kernel uses too)
+        # eval: an affine map out = x * scale + shift, no x - mean buffer (the form
+        # PyTorch's CPU kernel uses too), with the activation in the same short chain
         inv_std[:] = 1 / np.sqrt(var + eps)
-        scale = (gamma * inv_std).astype(x.dtype, copy=False)
-        shift = (beta - mean * scale).astype(x.dtype, copy=False)
+        scale, shift = batchnorm_affine(gamma, beta, mean, var, eps, x.dtype)
+        silu = act is not None and act[0] == "silu"
+        nscale, nshift = (-scale, -shift) if silu else (None, None)
 
     # what the activation's backward needs (sigmoid(z) or z), kept in train mode only: in
     # eval mode z = x * scale + shift is rebuilt per tile by the backward pass (rarely
@@ -227,8 +316,13 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
                 np.multiply(xc, _per_value(gamma[c0:c1] * inv_std[c0:c1], L, N), out=outr)
                 outr += _per_value(beta[c0:c1], L, N)
             else:
-                np.multiply(xr, _per_value(scale[c0:c1], L, N), out=outr)
-                outr += _per_value(shift[c0:c1], L, N)
+                _affine_activate(
+                    act, xr, outr, _per_value(scale[c0:c1], L, N),
+                    _per_value(shift[c0:c1], L, N),
+                    None if nscale is None else _per_value(nscale[c0:c1], L, N),
+                    None if nshift is None else _per_value(nshift[c0:c1], L, N),
+                    None if buf is None else _tile(buf, k, L))
+                continue
             if act is not None:                                # the fused activation
                 _activate(act, outr, None if saved is None else _rows(saved, c0, c1, L),
                           None if buf is None else _tile(buf, k, L))

@@ -108,22 +108,25 @@ class Conv2d(Module):
         return (N, self.out_channels, Ho, Wo)
 
     def forward(self, x):
-        check_input(self, x, self.in_channels, dtype=self.weight.data.dtype)
-        self.output_shape(x.shape)                       # clear error if K > padded input
-        w = self.weight.data
         b = None if self.bias is None else self.bias.data
-        if self._kind == "pointwise":
-            y, cache = F.pointwise_conv2d_forward(x, w, b)
-        elif self._kind == "depthwise" and self.same:
-            y, cache = F.depthwise_conv2d_same_forward(x, w, b, self.stride)
-        elif self._kind == "depthwise":
-            y, cache = F.depthwise_conv2d_forward(x, w, b, self.stride, self.padding)
-        elif self.same:
-            y, cache = F.conv2d_same_forward(x, w, b, self.stride, self.groups)
-        else:
-            y, cache = F.conv2d_forward(x, w, b, self.stride, self.padding, self.groups)
+        y, cache = self._run(x, self.weight.data, b)
         self._cache = self._keep(cache)
         return y
+
+    def _run(self, x, w, b):
+        """(y, cache): this layer's kernel on ``x`` with weights ``w`` and bias ``b`` (its
+        own, or derived from them: ``nn.no_grad()`` folds a batch norm's scale into w)."""
+        check_input(self, x, self.in_channels, dtype=w.dtype)
+        self.output_shape(x.shape)                       # clear error if K > padded input
+        if self._kind == "pointwise":
+            return F.pointwise_conv2d_forward(x, w, b)
+        if self._kind == "depthwise" and self.same:
+            return F.depthwise_conv2d_same_forward(x, w, b, self.stride)
+        if self._kind == "depthwise":
+            return F.depthwise_conv2d_forward(x, w, b, self.stride, self.padding)
+        if self.same:
+            return F.conv2d_same_forward(x, w, b, self.stride, self.groups)
+        return F.conv2d_forward(x, w, b, self.stride, self.padding, self.groups)
 
     def backward(self, dy):
         cache = self._cached(self._cache)

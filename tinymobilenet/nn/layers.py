@@ -129,6 +129,16 @@ class _BatchNorm(Module):
         self.weight.grad, self.bias.grad = dgamma, dbeta
         return dx
 
+    def affine(self, dtype=None):
+        """(scale, shift) (C,): eval mode as ``y = x * scale + shift`` (running statistics)."""
+        return F.batchnorm_affine(self.weight.data, self.bias.data, self.running_mean,
+                                  self.running_var, self.eps, dtype)
+
+    def _apply_affine(self, x, scale, shift, activation=None):
+        """``activation(x * scale + shift)`` (``scale`` None: 1) for ``nn.no_grad()``'s
+        folded convolution, which has already applied this layer's scale (:mod:`.fusion`)."""
+        return F.affine_activation(x, scale, shift, activation)
+
 
 class BatchNorm2d(_BatchNorm):
     """Batch norm over (N, H, W) per channel, PyTorch semantics.
