@@ -52,9 +52,9 @@ def depthwise_path(request, monkeypatch):
     """Run a depthwise test three times: every stride-1 "same" case through the
     banded-matrix kernel, then every case through the direct kernels, first with a
     product and an add per tap, then with each kernel row's taps as matrix-vector
-    products wherever that path applies (stride-1 "same" from K = 3 on; by default only
-    from K = 5). The default picks by width, so small test images would otherwise never
-    reach the direct kernels."""
+    products wherever that path applies (stride-1 "same" from K = 3 on, as by default).
+    The default picks by width, so small test images would otherwise never reach the
+    direct kernels."""
     from tinymobilenet.functional import _depthwise_direct, depthwise
     monkeypatch.setattr(depthwise, "BANDED_WIDTH", 10 ** 6 if request.param == "banded" else 0)
     monkeypatch.setattr(_depthwise_direct, "MATMUL_K",

@@ -197,14 +197,17 @@ def _rowdot(a, b):
 # From this kernel size on, stride 1 "same" padding runs each kernel row's taps as one
 # matrix-vector product per channel in BLAS (:func:`_correlate`) instead of a product
 # and an add per tap (:func:`_multiply_add`). Memory traffic per output value, K = 3 / 5:
-# 24 / 52 array passes against 45 / 125. Measured at one thread on EfficientNet-B0
-# shapes (batch 1 at 224 px, batch 8 at 96 px), forward / backward time against the
-# per-tap path: 5x5 0.35-0.66x / 0.50-0.75x; 3x3 0.8-1.2x / 0.9-1.3x, hence not for 3x3
-# (nor for stride 2, whose phases hold only 1-3 taps a row: 1.1-1.9x). Only for calls
-# that run on one thread: tiles on two threads each calling a multithreaded BLAS
-# oversubscribe the cores (5x5 at 24-28 px, batch 8-16, two threads, the time
-# of the per-tap path: 1.05-1.14x; of the banded one: 1.4-1.7x).
-MATMUL_K = 5
+# 24 / 52 array passes against 45 / 125. Measured at one thread, forward / backward time
+# against the per-tap path: on EfficientNet-B0 shapes (batch 1 at 224 px, batch 8 at 96
+# px) 5x5 0.35-0.66x / 0.50-0.75x on an Intel Xeon and an AMD EPYC (Zen 4); 3x3 0.8-1.2x /
+# 0.9-1.3x there, but on an AMD EPYC of the next generation (Zen 5; each pair timed in
+# turn, 40 rounds, medians of the ratios) 3x3 at batch 1 0.56-0.77x / 0.75-0.94x from
+# 28x28 to 112x112 (0.84-0.98x / 0.96-1.05x with the caches flushed before each call),
+# at batch 8 0.78-0.83x / 0.96-0.98x: so 3x3 too. Not for stride 2, whose phases hold only
+# 1-3 taps a row (1.1-1.9x). Only for calls that run on one thread: tiles on two threads
+# each calling a multithreaded BLAS oversubscribe the cores (5x5 at 24-28 px, batch 8-16,
+# two threads, the time of the per-tap path: 1.05-1.14x; of the banded one: 1.4-1.7x).
+MATMUL_K = 3
 
 
 def uses_matmul(x_shape, K, stride, padding):

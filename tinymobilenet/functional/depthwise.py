@@ -19,9 +19,9 @@ round-off; the tests run both against the definition):
 
 - :mod:`._depthwise_banded`: maps at most ``BANDED_WIDTH * K`` pixels wide (the 14x14 and
   7x7 layers) as banded matrix products in BLAS;
-- :mod:`._depthwise_direct`: wider maps as K*K multiply-adds on cache-sized tiles; for
-  stride-1 5x5 kernels each kernel row's taps as one matrix-vector product per channel
-  in BLAS, which also takes the narrow maps of a single image (see :func:`_path`).
+- :mod:`._depthwise_direct`: wider maps as K*K multiply-adds on cache-sized tiles; at
+  stride 1 with "same" padding each kernel row's taps as one matrix-vector product per
+  channel in BLAS, which also takes the narrow maps of a single image (see :func:`_path`).
 """
 
 from __future__ import annotations
@@ -120,14 +120,16 @@ def _path(x_shape, K, stride, padding):
     Stride-1 "same" kernels of K >= ``_depthwise_direct.MATMUL_K`` have a third option,
     the direct path with each kernel row's taps as matrix-vector products in BLAS: it
     beats the banded products on one image (5x5, one thread: 0.74-1.01x the forward and
-    0.58-0.82x the backward time at 7-24 px) and from 4K pixels wide (0.79-1.0x at 24
-    and 28 px, batch 8), but not on smaller maps in a batch (0.94-2.28x at 3-14 px, batch
-    8), where the banded products stack the images into longer ones; and only on one
-    thread (on two, BLAS spreads the banded products over both cores: 0.6-0.7x)."""
+    0.58-0.82x the backward time at 7-24 px; 3x3 on an AMD Zen 5: 0.95-0.99x / 0.79-0.99x
+    at 7 and 14 px, 0.82x / 0.66-0.73x with cold caches) and, for 5x5, from 4K pixels
+    wide (0.79-1.0x at 24 and 28 px, batch 8), but not on smaller maps in a batch (5x5:
+    0.94-2.28x at 3-14 px, batch 8; 3x3: 1.11-1.41x at 12 px), where the banded products
+    stack the images into longer ones; and only on one thread (on two, BLAS spreads the
+    banded products over both cores: 0.6-0.7x)."""
     N, W = x_shape[0], x_shape[3]
     if K > 1 and W <= BANDED_WIDTH * K:
         taps = (_depthwise_direct.uses_matmul(x_shape, K, stride, padding)
-                and (N == 1 or W >= 4 * K))
+                and (N == 1 or (K >= 5 and W >= 4 * K)))
         return _depthwise_direct if taps else _depthwise_banded
     return _depthwise_direct
 
