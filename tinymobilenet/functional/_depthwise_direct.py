@@ -227,8 +227,10 @@ def uses_matmul(x_shape, K, stride, padding):
 # the short rows of a phase (NumPy buffers a (k, 1) operand on rows under 8192 values:
 # 0.17-0.22 ns a value against 0.06 for a plain copy). Measured on the Zen 5 EPYC, one
 # thread, each pair timed in turn: stride 2 at batch 1, 28x28 to 112x112, 0.60-0.95x the
-# time of the per-tap path (0.66-1.02x with cold caches), at batch 8 0.71-0.97x. Narrow
-# maps keep the banded products (the columns: 1.07x at 14x14, 1.68x at batch 8).
+# time of the per-tap path (0.66-1.02x with cold caches), at batch 8 0.71-0.97x; inside
+# a forward pass at 224 px, batch 1: EfficientNet-B0's 5x5 layer at 56x56 0.70x (1240 ->
+# 865 us), MobileNetV2's 3x3 at 56x56 0.79x, the others 0.88-1.01x. Narrow maps keep the
+# banded products (the columns: 1.07x at 14x14, 1.68x at batch 8).
 def uses_columns(x_shape, K, stride, padding):
     """Does a forward pass take the tap-columns path (see above)?"""
     N, C, H, W = x_shape
