@@ -189,3 +189,29 @@ def test_small_images_or_one_thread_are_not_split():
     finally:
         tiling.set_num_threads(old)
     assert [n for _, n in seen] == [4, 2]
+
+
+def test_no_grad_runs_the_forward_of_a_subclass_of_yours():
+    """A conv or batch norm subclass with its own forward is called, not fused past."""
+    calls = []
+
+    class LoggedConv(nn.Conv2d):
+        def forward(self, x):
+            calls.append("conv")
+            return super().forward(x)
+
+    class LoggedBN(nn.BatchNorm2d):
+        def forward(self, x):
+            calls.append("bn")
+            return super().forward(x)
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    for seq in (nn.Sequential(LoggedConv(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()),
+                nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), LoggedBN(4), nn.ReLU())):
+        seq.eval()
+        expected = seq(x)
+        calls.clear()
+        with nn.no_grad():
+            y = seq(x)
+        assert calls, "the subclass's forward was skipped"
+        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)

@@ -35,7 +35,7 @@ import math
 
 from .. import functional as F
 from .activations import HardSwish, ReLU, ReLU6, SiLU
-from .conv import Conv2d
+from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d
 from .layers import BatchNorm1d, BatchNorm2d, Identity
 from .module import Module, Sequential
 
@@ -151,6 +151,11 @@ def unfused(model: Module):
 
 
 
+# the library's own convolutions (exact types: a subclass of yours may change forward,
+# which the fused path would skip)
+_CONVS = (Conv2d, DepthwiseConv2d, PointwiseConv2d)
+
+
 def _activation_at(mods, j):
     """(fused activation name, index after it) of the activation at ``mods[j]`` (an
     Identity in between is skipped: a folded BatchNorm leaves one), or (None, j)."""
@@ -194,20 +199,21 @@ def forward_fused(seq: Sequential, x):
     - a BatchNorm followed by one of those activations: one fused pass (the model's
       structure is left as it is, unlike :func:`fuse_batchnorm_activation`).
 
+    Only the library's own layer types are fused (a subclass may override ``forward``).
     The arithmetic per element is that of the layers apart, up to float round-off."""
     mods = list(seq._modules.values())
     i, n = 0, len(mods)
     while i < n:
         m = mods[i]
         nxt = mods[i + 1] if i + 1 < n else None
-        if (isinstance(m, Conv2d) and isinstance(nxt, BatchNorm2d) and not nxt.training
-                and nxt.num_features == m.out_channels):
+        if (type(m) in _CONVS and type(nxt) in (BatchNorm2d, BatchNormAct2d)
+                and not nxt.training and nxt.num_features == m.out_channels):
             if isinstance(nxt, _BatchNormAct):           # fused before: its own activation
                 act, j = _FUSABLE[nxt.activation_class], i + 2
             else:
                 act, j = _activation_at(mods, i + 2)
             x = _conv_batchnorm(m, nxt, act, x)
-        elif isinstance(m, Conv2d) and m.bias is not None and _activation_at(mods, i + 1)[0]:
+        elif type(m) in _CONVS and m.bias is not None and _activation_at(mods, i + 1)[0]:
             act, j = _activation_at(mods, i + 1)
             y, _ = m._run(x, m.weight.data, None)
             x = F.affine_activation(y, None, m.bias.data, act)
