@@ -52,9 +52,9 @@ from __future__ import annotations
 from .cases import TARGETS, Case, cases
 from .memory import memory_report, peak_memory
 from .report import format_markdown, format_table, plot_ratios
-from .timing import SETTLE, WARMUP, Result, machine_peaks, run
+from .timing import SETTLE, WARMUP, Result, machine_peaks, median_time, run
 
-__all__ = ["Case", "cases", "machine_peaks", "run", "format_table", "format_markdown",
+__all__ = ["Case", "cases", "machine_peaks", "median_time", "run", "format_table", "format_markdown",
            "plot_ratios", "peak_memory", "memory_report", "Result", "TARGETS", "SETTLE",
            "WARMUP", "main"]
 

@@ -13,7 +13,7 @@ from ..functional import tiling
 from .. import blas
 from .cases import cases, target_for
 
-__all__ = ["Result", "machine_peaks", "run", "SETTLE", "WARMUP"]
+__all__ = ["Result", "machine_peaks", "median_time", "run", "SETTLE", "WARMUP"]
 
 
 @dataclass
@@ -34,7 +34,8 @@ class Result:
     target: float | None = None
 
 
-def _median_time(fn, repeats):
+def median_time(fn, repeats=7):
+    """Median seconds of ``repeats`` calls of ``fn()`` after one untimed call."""
     fn()                                               # warm-up
     times = []
     for _ in range(repeats):
@@ -51,7 +52,7 @@ def machine_peaks(quick: bool = False) -> dict:
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     b = a.T.copy()
     c = np.empty_like(a)
-    t = _median_time(lambda: np.matmul(a, b, out=c), 3 if quick else 7)
+    t = median_time(lambda: np.matmul(a, b, out=c), 3 if quick else 7)
     gflops = 2.0 * n ** 3 / t / 1e9
 
     size = (4 if quick else 64) * 2 ** 20 // 4          # float32 values: 4 or 64 MB
@@ -64,7 +65,7 @@ def machine_peaks(quick: bool = False) -> dict:
         for lo, hi in chunk:
             dst[lo:hi] = src[lo:hi]
 
-    t = _median_time(lambda: tiling.run_tiles(copy, chunks), 3 if quick else 7)
+    t = median_time(lambda: tiling.run_tiles(copy, chunks), 3 if quick else 7)
     gbs = 2.0 * src.nbytes / t / 1e9
     return {"matmul_gflops": gflops, "copy_gbs": gbs, "matmul_n": n,
             "copy_mb": src.nbytes / 2 ** 20}
