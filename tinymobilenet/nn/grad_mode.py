@@ -7,8 +7,10 @@ inference -- that is wasted memory, and it also rules out two speed-ups. Inside
 
 - layers keep no cache, so every intermediate array is freed as soon as the next layer
   has read it (``backward`` afterwards raises an error that says why);
-- a ``BatchNorm`` directly followed by ReLU, ReLU6, SiLU or h-swish in a ``Sequential``
-  runs as one fused pass (:mod:`.fusion`), with no change to the model;
+- in a ``Sequential``, a convolution, the ``BatchNorm`` after it and a ReLU, ReLU6, SiLU
+  or h-swish after that run as a convolution with the batch norm's scale folded into its
+  weights and one pass for the rest (:func:`.fusion.forward_fused`), with no change to
+  the model;
 - a batch of images in eval mode is split over the threads (:func:`split_forward`): each
   thread runs the whole network on its share of the batch.
 
