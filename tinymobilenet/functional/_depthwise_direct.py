@@ -212,11 +212,15 @@ def _rowdot(a, b):
 MATMUL_K = 3
 
 
+def _blas_taps(x_shape, K):
+    """Are the taps of a call summed in BLAS (K >= MATMUL_K, on one thread)?"""
+    N, C, H, W = x_shape
+    return K >= MATMUL_K and threads_for(N * C * H * W * K * K) == 1
+
+
 def uses_matmul(x_shape, K, stride, padding):
     """Does a call take the matrix-vector path (see MATMUL_K)?"""
-    N, C, H, W = x_shape
-    return (K >= MATMUL_K and is_same_stride1(K, stride, padding)
-            and threads_for(N * C * H * W * K * K) == 1)
+    return is_same_stride1(K, stride, padding) and _blas_taps(x_shape, K)
 
 
 # The phase layout (a stride, or padding other than "same") cannot use the K shifted
@@ -233,9 +237,7 @@ def uses_matmul(x_shape, K, stride, padding):
 # banded products (the columns: 1.07x at 14x14, 1.68x at batch 8).
 def uses_columns(x_shape, K, stride, padding):
     """Does a forward pass take the tap-columns path (see above)?"""
-    N, C, H, W = x_shape
-    return (K >= MATMUL_K and not is_same_stride1(K, stride, padding)
-            and threads_for(N * C * H * W * K * K) == 1)
+    return not is_same_stride1(K, stride, padding) and _blas_taps(x_shape, K)
 
 
 def _tap_columns(windows, buf):
@@ -246,7 +248,6 @@ def _tap_columns(windows, buf):
     for o, win in enumerate(windows):
         cols[:, o] = win
     return cols
-
 
 
 def _tap_matrices(src, K, pitch, L, buf):

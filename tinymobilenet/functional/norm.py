@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activations import _sigmoid_into, _silu_into
+from .activations import _sigmoid_into
 from .tiling import run_tiles, scratch, split_rows, threads_for
 
 __all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_affine", "affine_activation"]
@@ -111,9 +111,8 @@ def _check_activation(activation, clip):
 
 def _activate(act, z, saved, tmp):
     """Apply the fused activation to a tile z in place; ``saved`` (rows like z) receives
-    what its backward needs: sigmoid(z) for SiLU, z itself for h-swish. With ``saved``
-    None (eval mode: the backward rebuilds z from x) SiLU is ``z / (1 + exp(-z))`` in
-    ``tmp``, four passes."""
+    what its backward needs in train mode: sigmoid(z) for SiLU, z itself for h-swish
+    (None in eval mode, where :func:`_affine_activate` runs SiLU itself)."""
     kind, clip = act
     if kind == "clip":
         lo, hi = clip
@@ -121,8 +120,6 @@ def _activate(act, z, saved, tmp):
             np.clip(z, lo, np.inf, out=z)
         else:
             np.clip(z, lo, hi, out=z)
-    elif kind == "silu" and saved is None:              # y = z / (1 + exp(-z))
-        _silu_into(z, z, tmp)
     elif kind == "silu":                                # y = z * sigmoid(z)
         _sigmoid_into(saved, z)
         z *= saved
@@ -218,17 +215,23 @@ def affine_activation(x, scale, shift, activation=None):
     """
     _check(x)
     act = _check_activation(activation, None)
-    N, C = x.shape[:2]
-    L = x.size // (N * C) if x.size else 1
+    C = x.shape[1]
     x = np.ascontiguousarray(x)
-    out = np.empty(x.shape, dtype=x.dtype)
     shift = np.asarray(shift, dtype=x.dtype)
     scale = None if scale is None else np.asarray(scale, dtype=x.dtype)
     for name, v in (("shift", shift), ("scale", scale)):
         if v is not None and v.shape != (C,):
             raise ValueError(f"affine_activation: {name} must have shape ({C},) for input "
                              f"{x.shape}, got {v.shape}")
-    ct, tiles = _channel_tiles(x)
+    return _affine_forward(x, scale, shift, act, *_channel_tiles(x))
+
+
+def _affine_forward(x, scale, shift, act, ct, tiles):
+    """:func:`affine_activation` on checked arguments: contiguous x, vectors of x's dtype,
+    ``act`` parsed by :func:`_check_activation`, the channel tiles of x."""
+    N, C = x.shape[:2]
+    L = x.size // (N * C) if x.size else 1
+    out = np.empty(x.shape, dtype=x.dtype)
     silu = act is not None and act[0] == "silu"
     nscale = None if scale is None or not silu else -scale
     nshift = -shift if silu else None
@@ -282,7 +285,6 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
             f"batchnorm: training needs more than one value per channel, got input {x.shape}"
         )
     x = np.ascontiguousarray(x)                      # so _rows are views
-    out = np.empty(x.shape, dtype=x.dtype)
     mean = np.empty(C, dtype=x.dtype) if training else running_mean.astype(x.dtype)
     var = np.empty(C, dtype=x.dtype) if training else running_var.astype(x.dtype)
     inv_std = np.empty(C, dtype=x.dtype)
@@ -292,51 +294,41 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
         # PyTorch's CPU kernel uses too), with the activation in the same short chain
         inv_std[:] = 1 / np.sqrt(var + eps)
         scale, shift = batchnorm_affine(gamma, beta, mean, var, eps, x.dtype)
-        silu = act is not None and act[0] == "silu"
-        nscale, nshift = (-scale, -shift) if silu else (None, None)
+        out = _affine_forward(x, scale, shift, act, ct, tiles)
+        fused = None if act is None else (act, out, None, (scale, shift))
+        return out, (x, gamma, inv_std, training, mean, ct, tiles, fused)
 
-    # what the activation's backward needs (sigmoid(z) or z), kept in train mode only: in
-    # eval mode z = x * scale + shift is rebuilt per tile by the backward pass (rarely
-    # run then), so inference writes nothing but the output (EfficientNet-B0 fused, batch
-    # 1 at 224 px, one thread: 69-71 ms a forward pass, 73-76 ms when eval kept sigmoid(z))
-    saved = np.empty(x.shape, dtype=x.dtype) if training and act and act[0] != "clip" else None
+    # train mode (eval returned above): the statistics, the normalisation and the fused
+    # activation, which keeps what its backward needs (sigmoid(z) or z; in eval mode the
+    # backward pass rebuilds z = x * scale + shift per tile instead, so inference writes
+    # nothing but the output: EfficientNet-B0 fused, batch 1 at 224 px, one thread: 69-71
+    # ms a forward pass, 73-76 ms when eval kept sigmoid(z))
+    out = np.empty(x.shape, dtype=x.dtype)
+    saved = np.empty(x.shape, dtype=x.dtype) if act and act[0] != "clip" else None
 
     def work(chunk):
-        need_tmp = training or (act is not None and act[0] != "clip")
-        buf = scratch("bn_xc", (N, ct * L), x.dtype) if need_tmp else None
+        buf = scratch("bn_xc", (N, ct * L), x.dtype)
         for c0, c1 in chunk:
             k = c1 - c0
             xr, outr = _rows(x, c0, c1, L), _rows(out, c0, c1, L)
-            if training:
-                xc = _tile(buf, k, L)
-                mean[c0:c1] = _channel_sum(xr, k) / m
-                np.subtract(xr, _per_value(mean[c0:c1], L, N), out=xc)
-                var[c0:c1] = _channel_dot(xc, xc, k) / m       # biased: normalizes the batch
-                inv_std[c0:c1] = 1 / np.sqrt(var[c0:c1] + eps)
-                np.multiply(xc, _per_value(gamma[c0:c1] * inv_std[c0:c1], L, N), out=outr)
-                outr += _per_value(beta[c0:c1], L, N)
-            else:
-                _affine_activate(
-                    act, xr, outr, _per_value(scale[c0:c1], L, N),
-                    _per_value(shift[c0:c1], L, N),
-                    None if nscale is None else _per_value(nscale[c0:c1], L, N),
-                    None if nshift is None else _per_value(nshift[c0:c1], L, N),
-                    None if buf is None else _tile(buf, k, L))
-                continue
+            xc = _tile(buf, k, L)
+            mean[c0:c1] = _channel_sum(xr, k) / m
+            np.subtract(xr, _per_value(mean[c0:c1], L, N), out=xc)
+            var[c0:c1] = _channel_dot(xc, xc, k) / m           # biased: normalizes the batch
+            inv_std[c0:c1] = 1 / np.sqrt(var[c0:c1] + eps)
+            np.multiply(xc, _per_value(gamma[c0:c1] * inv_std[c0:c1], L, N), out=outr)
+            outr += _per_value(beta[c0:c1], L, N)
             if act is not None:                                # the fused activation
-                _activate(act, outr, None if saved is None else _rows(saved, c0, c1, L),
-                          None if buf is None else _tile(buf, k, L))
+                _activate(act, outr, None if saved is None else _rows(saved, c0, c1, L), xc)
 
     run_tiles(work, tiles, size=x.size)
-    if training:
-        # the running variance estimates the population variance: unbiased, n/(n-1)
-        running_mean *= 1 - momentum
-        running_mean += momentum * mean
-        running_var *= 1 - momentum
-        running_var += momentum * var * (m / (m - 1))
-    fused = None if act is None else (act, out, saved, None if training else (scale, shift))
-    cache = (x, gamma, inv_std, training, mean, ct, tiles, fused)
-    return out, cache
+    # the running variance estimates the population variance: unbiased, n/(n-1)
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean
+    running_var *= 1 - momentum
+    running_var += momentum * var * (m / (m - 1))
+    fused = None if act is None else (act, out, saved, None)
+    return out, (x, gamma, inv_std, training, mean, ct, tiles, fused)
 
 
 def batchnorm_backward(dout, cache):
