@@ -26,10 +26,29 @@ __all__ = [
 ]
 
 
+# In float32 the sigmoid and SiLU below go through tanh, not exp: sigmoid(a) =
+# (1 + tanh(a/2)) / 2, the same function (no overflow for any a), and NumPy's float32
+# tanh takes half the time of its exp (AMD EPYC Zen 5, NumPy 2.4, 64k values in cache:
+# 11 against 23 us a pass). Near 0 the result is exact only to float32's absolute
+# rounding (~3e-8; sigmoid(-20) comes out as 0, not 2e-9): against 1 / (1 + exp(-a)) it
+# stays within 1e-7 everywhere. Other dtypes keep exp (float64's exp is the faster of the
+# two there: 36 against 50 us, and keeps full relative precision for the gradient checks).
+
+def uses_tanh(dtype) -> bool:
+    """Do the sigmoid and SiLU of ``dtype`` go through tanh (float32, see above)?"""
+    return dtype == np.float32
+
+
 def _sigmoid_into(o, a):
-    """o = 1 / (1 + exp(-a)) in place, three passes. For a < -88 (float32) exp(-a)
-    overflows to inf and the result is exactly 0, the correctly rounded value, so the
-    overflow warning is silenced rather than avoided with a slower two-branch formula."""
+    """o = sigmoid(a) in place, four passes: ``(1 + tanh(a/2)) / 2`` in float32 (see
+    above), else ``1 / (1 + exp(-a))`` (for a < -709 exp(-a) overflows to inf and the
+    result is exactly 0, the correctly rounded value, so the warning is silenced)."""
+    if uses_tanh(a.dtype):
+        np.multiply(a, 0.5, out=o)
+        np.tanh(o, out=o)
+        o *= 0.5
+        o += 0.5
+        return
     np.negative(a, out=o)
     with np.errstate(over="ignore"):
         np.exp(o, out=o)
@@ -162,9 +181,15 @@ def hardswish_backward(dout, cache):
 
 
 def _silu_into(o, a, tmp):
-    """o = a / (1 + exp(-a)), four passes, ``tmp`` a scratch of a's shape (may be o when
-    o is not a). For a < -88 (float32) exp(-a) overflows to inf and o = a / inf = -0, the
-    correctly rounded value."""
+    """o = a * sigmoid(a), four passes, ``tmp`` a scratch of a's shape (neither o nor a):
+    ``(1 + tanh(h)) * h`` with h = a/2 in float32 (see :func:`uses_tanh`), else
+    ``a / (1 + exp(-a))``. For a -> -inf: -0, the limit from below."""
+    if uses_tanh(a.dtype):
+        np.multiply(a, 0.5, out=tmp)
+        np.tanh(tmp, out=o)
+        o += 1
+        o *= tmp
+        return
     np.negative(a, out=tmp)
     with np.errstate(over="ignore"):
         np.exp(tmp, out=tmp)
@@ -176,11 +201,9 @@ def silu_forward(x):
     """``y = x * sigmoid(x) = x / (1 + exp(-x))`` (swish with beta = 1), EfficientNet's
     activation; caches x and y (see :func:`silu_backward`).
 
-    Written as a division (:func:`_silu_into`), four passes per chunk and only y written
-    out: 1.3-1.6x faster than computing and keeping sigmoid(x) (measured at 224 px sizes,
-    one thread)."""
-    out = elementwise(lambda o, a: _silu_into(o, a, o), np.empty(x.shape, dtype=x.dtype), x,
-                      chunk=CHUNK)
+    Four passes per chunk (:func:`_silu_into`) and only y written out, not sigmoid(x)."""
+    out = elementwise(lambda o, a: _silu_into(o, a, scratch("silu_h", a.shape, a.dtype)),
+                      np.empty(x.shape, dtype=x.dtype), x, chunk=CHUNK)
     return out, (x, out)
 
 

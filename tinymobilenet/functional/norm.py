@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activations import _sigmoid_into
+from .activations import _sigmoid_into, uses_tanh
 from .tiling import run_tiles, scratch, split_rows, threads_for
 
 __all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_affine", "affine_activation"]
@@ -167,24 +167,34 @@ def batchnorm_affine(gamma, beta, mean, var, eps, dtype=None):
     return scale, (beta - mean * scale).astype(dtype, copy=False)
 
 
-def _affine_activate(act, xr, outr, scale, shift, nscale, nshift, tmp):
+def _affine_activate(act, xr, outr, scale, shift, sscale, sshift, tmp):
     """``outr = f(xr * scale + shift)`` for one tile (``scale`` None: ``f(xr + shift)``),
     f the fused activation ``act`` or None; the vectors shaped by :func:`_per_value`, and
-    ``nscale``, ``nshift`` their negatives (for SiLU).
+    for SiLU ``sscale``, ``sshift`` (:func:`_silu_vectors`) their halves (float32) or
+    negatives.
 
-    Each chain is as short as the algebra allows, since every pass over a tile costs:
-    SiLU computes ``t = -z`` (one pass without a scale, two with), ``outr = -1 - exp(t)``
-    and ``outr = t / outr``, which is z / (1 + exp(-z)): four or five passes, where z first
-    and then :func:`_silu_into` take six. (For z < -88 exp overflows to inf and the result
-    is -0, the correctly rounded value.) The others compute z (one or two passes) and then
-    the activation on it in place."""
+    Each chain is as short as the algebra allows, since every pass over a tile costs.
+    SiLU in float32 computes ``h = z / 2`` (two passes), ``outr = tanh(h)``,
+    ``outr += 1`` and ``outr *= h``: z * sigmoid(z) (see :func:`.activations.uses_tanh`),
+    five passes; in other dtypes ``t = -z`` (one pass without a scale, two with),
+    ``outr = -1 - exp(t)`` and ``outr = t / outr``: four or five; z first and then
+    :func:`.activations._silu_into` would take six. (For z -> -inf both give -0, the
+    limit from below.) The others compute z (one or two passes) and then the activation
+    on it in place."""
     kind = None if act is None else act[0]
+    if kind == "silu" and uses_tanh(xr.dtype):
+        np.multiply(xr, 0.5 if scale is None else sscale, out=tmp)  # h = z / 2
+        tmp += sshift
+        np.tanh(tmp, out=outr)
+        outr += 1
+        outr *= tmp
+        return
     if kind == "silu":
         if scale is None:
-            np.subtract(nshift, xr, out=tmp)                       # t = -shift - x = -z
+            np.subtract(sshift, xr, out=tmp)                       # t = -shift - x = -z
         else:
-            np.multiply(xr, nscale, out=tmp)
-            tmp += nshift
+            np.multiply(xr, sscale, out=tmp)
+            tmp += sshift
         with np.errstate(over="ignore"):
             np.exp(tmp, out=outr)
         np.subtract(-1, outr, out=outr)
@@ -197,6 +207,13 @@ def _affine_activate(act, xr, outr, scale, shift, nscale, nshift, tmp):
         outr += shift
     if act is not None:
         _activate(act, outr, None, tmp)
+
+
+def _silu_vectors(scale, shift):
+    """The per-channel vectors :func:`_affine_activate`'s SiLU chain takes in place of
+    (scale, shift): halves in float32 (the tanh chain), negatives otherwise."""
+    factor = 0.5 if uses_tanh(shift.dtype) else -1
+    return None if scale is None else scale * factor, shift * factor
 
 
 def affine_activation(x, scale, shift, activation=None):
@@ -233,8 +250,7 @@ def _affine_forward(x, scale, shift, act, ct, tiles):
     L = x.size // (N * C) if x.size else 1
     out = np.empty(x.shape, dtype=x.dtype)
     silu = act is not None and act[0] == "silu"
-    nscale = None if scale is None or not silu else -scale
-    nshift = -shift if silu else None
+    sscale, sshift = _silu_vectors(scale, shift) if silu else (None, None)
 
     def work(chunk):
         tmp = scratch("bn_xc", (N, ct * L), x.dtype) if act is not None else None
@@ -245,8 +261,8 @@ def _affine_forward(x, scale, shift, act, ct, tiles):
                 return None if v is None else _per_value(v[c0:c1], L, N)
 
             _affine_activate(act, _rows(x, c0, c1, L), _rows(out, c0, c1, L),
-                             per_value(scale), per_value(shift), per_value(nscale),
-                             per_value(nshift), None if tmp is None else _tile(tmp, k, L))
+                             per_value(scale), per_value(shift), per_value(sscale),
+                             per_value(sshift), None if tmp is None else _tile(tmp, k, L))
 
     run_tiles(work, tiles, size=x.size)
     return out
