@@ -273,13 +273,19 @@ def _correlate(acc, w3, taps, prod_buf):
     row a (1 x K) @ (K x L) product, all in one ``np.matmul`` (BLAS, one pass with fused
     multiply-adds), then the K rows' products summed."""
     k, K, L = w3.shape[0], w3.shape[1], acc.shape[1]
-    prod = prod_buf[:k * K * L].reshape(k, K, 1, L)
+    # the products kernel row first, (K, k, L): each row's products are one contiguous
+    # run, and so are the adds when acc is (at batch 1, 7x7 to 112x112 maps: the
+    # correlation in 0.80-0.91x the time of a (k, K, L) layout, whose adds loop over k
+    # rows of L values)
+    prod = prod_buf[:K * k * L].reshape(K, k, 1, L)
     # contiguous weights: np.matmul runs its own (2-3x slower) loops on a strided or
     # flipped operand instead of BLAS
-    np.matmul(np.ascontiguousarray(w3)[:, :, None, :], taps, out=prod)
-    np.add(prod[:, 0, 0], prod[:, 1, 0], out=acc)
+    np.matmul(np.ascontiguousarray(w3)[:, :, None, :], taps, out=prod.transpose(1, 0, 2, 3))
+    flat = acc.flags.c_contiguous
+    rows, out = (prod.reshape(K, k * L), acc.reshape(-1)) if flat else (prod[:, :, 0], acc)
+    np.add(rows[0], rows[1], out=out)
     for i in range(2, K):
-        acc += prod[:, i, 0]
+        out += rows[i]
 
 
 def _matmul_buffers(g, nt, ct, dtype):
