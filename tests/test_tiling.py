@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tinymobilenet import functional as F
-from tinymobilenet.functional import conv2d, tiling
+from tinymobilenet.functional import conv2d, depthwise, tiling
 
 from conftest import randn
 
@@ -45,6 +45,36 @@ DW_CASES = [(3, 5, 9, 7, 3, 1, 1), (4, 6, 8, 5, 3, 2, 1), (2, 3, 9, 7, 5, 2, 2),
             (2, 3, 7, 11, 3, 3, 0), (3, 7, 6, 6, 1, 1, 0), (2, 4, 4, 4, 1, 2, 0),
             (2, 2, 1, 1, 3, 2, 2), (5, 3, 16, 16, 3, 2, 1), (2, 3, 9, 7, 5, 1, 2),
             (3, 4, 2, 3, 5, 1, 2), (2, 3, 1, 1, 3, 1, 1), (2, 2, 4, 1, 7, 1, 3)]
+
+
+@pytest.mark.parametrize("K", [3, 5])
+def test_direct_depthwise_tiles_with_a_smaller_last_tile_match_naive(K, depthwise_path,
+                                                                    monkeypatch):
+    """Tiles of several samples or channels and a smaller last one, on one thread, for
+    every tile budget from one image to the whole call: a tile's windows must never read
+    what an earlier, larger tile left in the scratch buffers."""
+    from tinymobilenet.functional import _depthwise_direct
+    if depthwise_path == "banded":
+        pytest.skip("the direct kernels' tiles")
+    N, C, H, W, p = 3, 5, 7, 6, K // 2
+    x, w = randn(N, C, H, W, seed=1), randn(C, 1, K, K, seed=2)
+    ref, ref_cache = F.depthwise_conv2d_forward_naive(x, w, None, 1, p)
+    dout = randn(*ref.shape, seed=4)
+    ref_grads = F.depthwise_conv2d_backward_naive(dout, ref_cache)
+    g = _depthwise_direct.layout_for(x.shape, K, 1, p)
+    monkeypatch.setattr(depthwise, "BANDED_WIDTH", 0)
+    monkeypatch.setattr(tiling, "_MIN_PARALLEL", 10 ** 9)          # one thread
+    seen = set()
+    for budget in [2 ** e for e in range(8, 20)]:
+        monkeypatch.setattr(tiling, "TILE_BYTES", budget)
+        nt, ct, tiles = g.tiles(x.itemsize, 1, 1 + 2 * K, ref.size * K * K)
+        seen.add("samples" if 1 < nt < N else "channels" if nt == N and 1 < ct < C else "")
+        out, cache = F.depthwise_conv2d_forward(x, w, None, 1, p)
+        np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+        dx, dw, _ = F.depthwise_conv2d_backward(dout, cache)
+        np.testing.assert_allclose(dx, ref_grads[0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dw, ref_grads[1], rtol=1e-12, atol=1e-12)
+    assert {"samples", "channels"} <= seen
 
 
 @pytest.mark.parametrize("case", DW_CASES)
