@@ -215,3 +215,30 @@ def test_no_grad_runs_the_forward_of_a_subclass_of_yours():
             y = seq(x)
         assert calls, "the subclass's forward was skipped"
         np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("activation, gate", [(nn.SiLU, nn.Sigmoid), (nn.ReLU, nn.HardSigmoid)])
+def test_no_grad_squeeze_excitation_gate_equals_its_layers(activation, gate):
+    """Under no_grad the SE gate runs its layers' arithmetic directly (EfficientNet's and
+    MobileNetV3's pairs of activations): the same output as the layers called one by
+    one, and a subclass of one of them is called, not run past."""
+    x = np.random.default_rng(0).standard_normal((3, 12, 5, 7)).astype(np.float32)
+    se = nn.SqueezeExcitation(12, 4, activation=activation, scale_activation=gate, seed=2)
+    expected = se(x)
+    with nn.no_grad():
+        y = se(x)
+    np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
+    assert np.abs(y - x).max() > 1e-2                 # the gate is not all ones
+
+    calls = []
+
+    class LoggedGate(gate):
+        def forward(self, x):
+            calls.append("gate")
+            return super().forward(x)
+
+    se.scale_activation = LoggedGate()
+    with nn.no_grad():
+        y = se(x)
+    assert calls == ["gate"]
+    np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
