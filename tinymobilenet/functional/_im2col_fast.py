@@ -18,6 +18,7 @@ import numpy as np
 
 from .conv_geometry import PhaseGeometry, is_same_stride1
 from .im2col import col2im, im2col_into
+from .tiling import scratch
 
 __all__ = ["fill_columns", "col2im_into", "column_buffer", "StridedColumns"]
 
@@ -87,9 +88,10 @@ def col2im_into(out, col, stride, padding):
 
 
 def column_buffer(shape, dtype, stride, padding):
-    """A column buffer (N, C, K, K, Ho, Wo) for :func:`fill_columns`: zeroed, since only
-    in-image taps are written, except for stride-1 "same" convolutions (all written)."""
-    return (np.empty if is_same_stride1(shape[2], stride, padding) else np.zeros)(shape, dtype=dtype)
+    """A column buffer (N, C, K, K, Ho, Wo) for :func:`fill_columns`, a scratch buffer of
+    the calling thread: zeroed, since only in-image taps are written, except for stride-1
+    "same" convolutions (all written)."""
+    return scratch("conv_col", shape, dtype, zero=not is_same_stride1(shape[2], stride, padding))
 
 
 class StridedColumns(PhaseGeometry):
@@ -111,9 +113,11 @@ class StridedColumns(PhaseGeometry):
     ``reach`` values are slack for the last row's shifted reads.
     """
 
-    def buffer(self, N, C, dtype):
-        """Zeroed phase buffer (P, P, N, C, Hq*Wq + reach)."""
-        return np.zeros((self.P, self.P, N, C, self.Hq * self.Wq + self.reach), dtype=dtype)
+    def buffer(self, N, C, dtype, name):
+        """Zeroed phase buffer (P, P, N, C, Hq*Wq + reach), a scratch buffer of the calling
+        thread (reused by its next call)."""
+        return scratch(name, (self.P, self.P, N, C, self.Hq * self.Wq + self.reach), dtype,
+                       zero=True)
 
     def _image(self, xq, a, b):
         """Phase (a, b) of a phase buffer as an (N, C, Hq, Wq) view."""
@@ -141,7 +145,7 @@ class StridedColumns(PhaseGeometry):
 
     def fill(self, col, x):
         """Columns on the Ho x Wq grid: col (N, C, K, K, Ho*Wq) from x (N, C, H, W)."""
-        xq = self.buffer(x.shape[0], x.shape[1], x.dtype)
+        xq = self.buffer(x.shape[0], x.shape[1], x.dtype, "conv_phases")
         self.scatter(xq, x)
         for i in range(self.K):
             for j in range(self.K):
@@ -149,7 +153,7 @@ class StridedColumns(PhaseGeometry):
 
     def col2im(self, dx, dcol):
         """Adjoint of :meth:`fill`: dx (N, C, H, W) from dcol (N, C, K, K, Ho*Wq)."""
-        dxq = self.buffer(dx.shape[0], dx.shape[1], dcol.dtype)
+        dxq = self.buffer(dx.shape[0], dx.shape[1], dcol.dtype, "conv_dphases")
         for i in range(self.K):
             for j in range(self.K):
                 self.tap(dxq, i, j)[...] += dcol[:, :, i, j]            # contiguous add

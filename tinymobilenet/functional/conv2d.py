@@ -20,7 +20,7 @@ import numpy as np
 
 from ._im2col_fast import StridedColumns, col2im_into, column_buffer, fill_columns
 from .conv_geometry import conv_output_size, pad2d
-from .tiling import num_threads, run_tiles, split_rows
+from .tiling import num_threads, run_tiles, scratch, split_rows
 
 __all__ = ["conv2d_forward", "conv2d_backward", "conv2d_forward_naive", "conv2d_backward_naive"]
 
@@ -139,8 +139,11 @@ class _Columns:
         self.Wgrid = self.phases.Wq if self.phases else Wo
         self.rows = split_rows(N, C * K * K * Ho * self.Wgrid * x.itemsize, COL_BYTES)
         self.tiles = [(n0, min(N, n0 + self.rows)) for n0 in range(0, N, self.rows)]
+        # scratch buffers (reused by the next call, see tiling.scratch): a fresh column
+        # buffer per call is a few MB of new pages, which cost as much as the convolution
+        # itself where the allocator returns them to the OS between calls
         if self.phases:
-            self.col = np.empty((self.rows, C, K, K, Ho * self.Wgrid), dtype=x.dtype)  # all written
+            self.col = scratch("conv_col", (self.rows, C, K, K, Ho * self.Wgrid), x.dtype)
         else:
             self.col = column_buffer((self.rows, C, K, K, Ho, Wo), x.dtype, stride, padding)
 
@@ -192,7 +195,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, groups=1):
     cols = _Columns(x, K, stride, padding, Ho, Wo)
     Wgrid = cols.Wgrid
     if cols.phases:
-        grid = np.empty((cols.rows, Co, Ho, Wgrid), dtype=x.dtype)       # matmul output
+        grid = scratch("conv_grid", (cols.rows, Co, Ho, Wgrid), x.dtype)  # matmul output
     for n0, n1 in cols.tiles:
         nt = n1 - n0
         col_g = cols.fill(n0, n1).reshape(nt, G, Cg * K * K, Ho * Wgrid)  # free: contiguous
@@ -230,9 +233,9 @@ def conv2d_backward(dout, cache):
     dwT = np.zeros((G, Cg * K * K, Co // G), dtype=dout.dtype)     # dw transposed, see below
     cols = _Columns(x, K, stride, padding, Ho, Wo)
     Wgrid = cols.Wgrid
-    if cols.phases:
-        dgrid = np.zeros((cols.rows, Co, Ho, Wgrid), dtype=dout.dtype)   # extra columns stay 0
-    dcol = np.empty_like(cols.col)
+    if cols.phases:                                                # extra columns stay 0
+        dgrid = scratch("conv_dgrid", (cols.rows, Co, Ho, Wgrid), dout.dtype, zero=True)
+    dcol = scratch("conv_dcol", cols.col.shape, dout.dtype)
     for n0, n1 in cols.tiles:
         nt = n1 - n0
         col_g = cols.fill(n0, n1).reshape(nt, G, Cg * K * K, Ho * Wgrid)
