@@ -260,8 +260,11 @@ def _affine_forward(x, scale, shift, act, ct, tiles):
             def per_value(v):
                 return None if v is None else _per_value(v[c0:c1], L, N)
 
+            # SiLU's chain reads only its own vectors (and whether there is a scale): the
+            # others are not repeated for nothing (at batch 1 a repeat costs ~6 us a tile)
             _affine_activate(act, _rows(x, c0, c1, L), _rows(out, c0, c1, L),
-                             per_value(scale), per_value(shift), per_value(sscale),
+                             (scale is not None or None) if silu else per_value(scale),
+                             None if silu else per_value(shift), per_value(sscale),
                              per_value(sshift), None if tmp is None else _tile(tmp, k, L))
 
     run_tiles(work, tiles, size=x.size)
