@@ -242,3 +242,27 @@ def test_no_grad_squeeze_excitation_gate_equals_its_layers(activation, gate):
         y = se(x)
     assert calls == ["gate"]
     np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "mobilenet_v3_small"])
+@pytest.mark.parametrize("variant", ["built", "folded", "fused"])
+def test_no_grad_folds_the_se_gate_into_the_projection_for_one_image(name, variant,
+                                                                      monkeypatch):
+    """At batch 1 the squeeze-and-excitation gate goes into the next 1x1 convolution's
+    weights instead of into x: the same logits, and the fold really ran."""
+    from tinymobilenet.nn import fusion
+    x = np.random.default_rng(0).standard_normal((1, 3, 48, 48)).astype(np.float32)
+    model = _calibrated(name, np.concatenate([x, x[:, :, ::-1]]), num_classes=7)
+    if variant == "folded":
+        model = models.fold_batchnorm(model)
+    elif variant == "fused":
+        nn.fuse_batchnorm_activation(model)
+    expected = model(x)
+    calls = []
+    inner = fusion._excite_conv
+    monkeypatch.setattr(fusion, "_excite_conv", lambda *a: calls.append(1) or inner(*a))
+    with nn.no_grad():
+        y = model(x)
+    np.testing.assert_allclose(y, expected, rtol=2e-4, atol=2e-4 * np.abs(expected).max())
+    assert np.abs(expected).max() > 1e-2
+    assert calls, "no gate was folded"

@@ -77,12 +77,15 @@ def _category(m, inside_se):
 def _timed_methods(m):
     """The methods that do a module's work. Inside no_grad() a Sequential calls a
     convolution's kernel (``_run``) and a BatchNorm's passes (``_normalize``,
-    ``_apply_affine``) directly, with a folded batch norm and fused activations; their
-    forward calls the same methods."""
+    ``_apply_affine``) directly, with a folded batch norm and fused activations, and a
+    squeeze-and-excitation's gate (``_gate_no_grad``); their forward calls the same
+    methods."""
     if isinstance(m, nn.Conv2d):
         return ("_run", "backward")
     if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
         return ("_normalize", "_apply_affine", "backward")
+    if isinstance(m, nn.SqueezeExcitation):             # the gate alone: folded into the
+        return ("forward", "_gate_no_grad", "backward")  # next conv's weights at batch 1
     return ("forward", "backward")
 
 

