@@ -264,3 +264,21 @@ def test_seeded_layers_are_reproducible():
     np.testing.assert_array_equal(a.weight.data, b.weight.data)
     assert not np.array_equal(a.weight.data, c.weight.data)
     assert a.weight.data.dtype == np.float32
+
+
+def test_float32_sigmoid_and_silu_stay_within_their_stated_error():
+    """float32 runs sigmoid and SiLU through tanh (functional.activations): against the
+    float64 definitions, absolute errors at float32's rounding, and SiLU's relative error
+    bounded where its output is not tiny; no warnings at the extremes."""
+    import warnings
+    z = np.linspace(-40, 40, 400_001).astype(np.float32)
+    z64 = z.astype(np.float64)
+    sig = 1 / (1 + np.exp(-z64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = nn.Sigmoid()(z).astype(np.float64)
+        y = nn.SiLU()(z).astype(np.float64)
+    assert np.abs(s - sig).max() <= 1e-7
+    assert np.abs(y - z64 * sig).max() <= 2e-6
+    big = np.abs(z64 * sig) > 1e-3
+    assert (np.abs(y - z64 * sig)[big] / np.abs(z64 * sig)[big]).max() <= 5e-4
