@@ -48,14 +48,16 @@ DW_CASES = [(3, 5, 9, 7, 3, 1, 1), (4, 6, 8, 5, 3, 2, 1), (2, 3, 9, 7, 5, 2, 2),
 
 
 @pytest.mark.parametrize("K", [3, 5])
-def test_direct_depthwise_tiles_with_a_smaller_last_tile_match_naive(K, depthwise_path,
-                                                                    monkeypatch):
+@pytest.mark.parametrize("path", ["multiply-add", "tap matrices", "shifts per channel"])
+def test_direct_depthwise_tiles_with_a_smaller_last_tile_match_naive(K, path, monkeypatch):
     """Tiles of several samples or channels and a smaller last one, on one thread, for
-    every tile budget from one image to the whole call: a tile's windows must never read
-    what an earlier, larger tile left in the scratch buffers."""
+    every tile budget from one image to the whole call, through each of the direct
+    kernel's stride-1 paths: a tile's windows must never read what an earlier, larger
+    tile left in the scratch buffers."""
     from tinymobilenet.functional import _depthwise_direct
-    if depthwise_path == "banded":
-        pytest.skip("the direct kernels' tiles")
+    monkeypatch.setattr(_depthwise_direct, "MATMUL_K", 10 ** 6 if path == "multiply-add" else 3)
+    if path == "shifts per channel":
+        monkeypatch.setattr(_depthwise_direct, "FLAT_SHIFTS", 0)
     N, C, H, W, p = 3, 5, 7, 6, K // 2
     x, w = randn(N, C, H, W, seed=1), randn(C, 1, K, K, seed=2)
     ref, ref_cache = F.depthwise_conv2d_forward_naive(x, w, None, 1, p)
