@@ -26,20 +26,48 @@ __all__ = [
 ]
 
 
-# In float32 the sigmoid and SiLU below go through tanh, not exp: sigmoid(a) =
-# (1 + tanh(a/2)) / 2, the same function (no overflow for any a), and NumPy's float32
-# tanh takes half the time of its exp (AMD EPYC Zen 5, NumPy 2.4, 64k values in cache:
-# 11 against 23 us a pass). The price is relative precision near 0, where 1 + tanh
-# cancels: against float64, on [-40, 40], the sigmoid is off by at most 6e-8 and SiLU by
-# 1.4e-6 (the exp formula: 1.3e-6, the rounding of the largest outputs), but SiLU's
-# relative error reaches 2.6e-4 where |y| > 1e-3 (exp: 2e-7), and outputs below ~1e-6
-# (a < -17) are right only to that absolute precision (sigmoid(-20) comes out as 0).
-# Other dtypes keep exp (float64's exp is the faster of the two there, 36 against 50 us,
-# and the gradient checks need its full relative precision).
+# In float32 the sigmoid and SiLU below go through tanh, not exp, where that is faster:
+# sigmoid(a) = (1 + tanh(a/2)) / 2, the same function (no overflow for any a). Which of
+# the two NumPy computes faster depends on the machine: on an AMD EPYC Zen 5 with NumPy
+# 2.4's AVX-512 loops, tanh takes half the time of exp (64k values in cache: 11 against
+# 23 us), but with its AVX2 loops (NPY_DISABLE_CPU_FEATURES, as on a CPU without AVX-512)
+# 1.7x the time (59 against 35 us). So the choice is measured once, the first time it is
+# needed (:func:`uses_tanh`, ~1 ms). The price of tanh is relative precision near 0, where
+# 1 + tanh cancels: against float64, on [-40, 40], the sigmoid is off by at most 6e-8
+# and SiLU by 1.4e-6 (the exp formula: 1.3e-6, the rounding of the largest outputs), but
+# SiLU's relative error reaches 2.6e-4 where |y| > 1e-3 (exp: 2e-7), and outputs below
+# ~1e-6 (a < -17) are right only to that absolute precision (sigmoid(-20) comes out as
+# 0). Other dtypes keep exp (float64's is the faster of the two on the EPYC too, 36
+# against 50 us, and the gradient checks need its full relative precision).
+_tanh_faster = None
+
+
+def _measure_tanh_faster() -> bool:
+    """Is NumPy's float32 tanh clearly faster than its exp here (best of 5, in cache)?"""
+    import time
+    a = np.linspace(-4, 4, 1 << 15, dtype=np.float32)
+    out = np.empty_like(a)
+
+    def best(f):
+        times = []
+        for _ in range(6):
+            t0 = time.perf_counter()
+            f(a, out=out)
+            times.append(time.perf_counter() - t0)
+        return min(times[1:])                       # the first call warms up
+
+    return best(np.tanh) < 0.8 * best(np.exp)
+
 
 def uses_tanh(dtype) -> bool:
-    """Do the sigmoid and SiLU of ``dtype`` go through tanh (float32, see above)?"""
-    return dtype == np.float32
+    """Do the sigmoid and SiLU of ``dtype`` go through tanh (float32, where NumPy's tanh
+    measured faster than its exp on this machine; see above)?"""
+    global _tanh_faster
+    if dtype != np.float32:
+        return False
+    if _tanh_faster is None:
+        _tanh_faster = _measure_tanh_faster()
+    return _tanh_faster
 
 
 def _sigmoid_into(o, a):

@@ -170,13 +170,14 @@ def batchnorm_affine(gamma, beta, mean, var, eps, dtype=None):
 def _affine_activate(act, xr, outr, scale, shift, sscale, sshift, tmp):
     """``outr = f(xr * scale + shift)`` for one tile (``scale`` None: ``f(xr + shift)``),
     f the fused activation ``act`` or None; the vectors shaped by :func:`_per_value`, and
-    for SiLU ``sscale``, ``sshift`` (:func:`_silu_vectors`) their halves (float32) or
-    negatives.
+    for SiLU ``sscale``, ``sshift`` (:func:`_silu_vectors`) their halves (the tanh chain)
+    or negatives.
 
     Each chain is as short as the algebra allows, since every pass over a tile costs.
-    SiLU in float32 computes ``h = z / 2`` (two passes), ``outr = tanh(h)``,
-    ``outr += 1`` and ``outr *= h``: z * sigmoid(z) (see :func:`.activations.uses_tanh`),
-    five passes; in other dtypes ``t = -z`` (one pass without a scale, two with),
+    SiLU through tanh (float32 where that is faster: :func:`.activations.uses_tanh`)
+    computes ``h = z / 2`` (two passes), ``outr = tanh(h)``,
+    ``outr += 1`` and ``outr *= h``: z * sigmoid(z), five passes; otherwise ``t = -z``
+    (one pass without a scale, two with),
     ``outr = -1 - exp(t)`` and ``outr = t / outr``: four or five; z first and then
     :func:`.activations._silu_into` would take six. (For z -> -inf both give -0, the
     limit from below.) The others compute z (one or two passes) and then the activation
@@ -211,7 +212,7 @@ def _affine_activate(act, xr, outr, scale, shift, sscale, sshift, tmp):
 
 def _silu_vectors(scale, shift):
     """The per-channel vectors :func:`_affine_activate`'s SiLU chain takes in place of
-    (scale, shift): halves in float32 (the tanh chain), negatives otherwise."""
+    (scale, shift): halves for the tanh chain, negatives for the exp one."""
     factor = 0.5 if uses_tanh(shift.dtype) else -1
     return None if scale is None else scale * factor, shift * factor
 
