@@ -39,7 +39,7 @@ from .. import functional as F
 from .activations import HardSwish, ReLU, ReLU6, SiLU
 from .blocks import Conv2dNormActivation, SqueezeExcitation
 from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d
-from .layers import BatchNorm1d, BatchNorm2d, Identity
+from .layers import BatchNorm1d, BatchNorm2d, Identity, check_input
 from .module import Module, Sequential
 
 __all__ = ["BatchNormAct1d", "BatchNormAct2d", "fuse_batchnorm_activation",
@@ -225,6 +225,7 @@ def _excite_conv(se, conv, bn, activation, x):
     weights per image.) Measured at 224 px, one thread (in-process A/B, medians of 15
     rounds): EfficientNet-B0 in 0.990x the time (folded: 0.983x), MobileNetV3-Large
     0.988x."""
+    check_input(se, x, se.input_channels, dtype=se.fc1.weight.data.dtype)
     C = x.shape[1]
     w = conv.weight.data * se._gate_no_grad(x).reshape(1, C, 1, 1)
     if bn is None:
