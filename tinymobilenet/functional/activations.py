@@ -71,9 +71,10 @@ def uses_tanh(dtype) -> bool:
 
 
 def _sigmoid_into(o, a):
-    """o = sigmoid(a) in place, four passes: ``(1 + tanh(a/2)) / 2`` in float32 (see
-    above), else ``1 / (1 + exp(-a))`` (for a < -709 exp(-a) overflows to inf and the
-    result is exactly 0, the correctly rounded value, so the warning is silenced)."""
+    """o = sigmoid(a) in place, four passes: ``(1 + tanh(a/2)) / 2`` where
+    :func:`uses_tanh` (float32, on machines where NumPy's tanh is the faster), else
+    ``1 / (1 + exp(-a))`` (where exp(-a) overflows to inf the result is exactly 0, the
+    correctly rounded value, so the warning is silenced)."""
     if uses_tanh(a.dtype):
         np.multiply(a, 0.5, out=o)
         np.tanh(o, out=o)
@@ -213,8 +214,8 @@ def hardswish_backward(dout, cache):
 
 def _silu_into(o, a, tmp):
     """o = a * sigmoid(a), four passes, ``tmp`` a scratch of a's shape (neither o nor a):
-    ``(1 + tanh(h)) * h`` with h = a/2 in float32 (see :func:`uses_tanh`), else
-    ``a / (1 + exp(-a))``. For a -> -inf: -0, the limit from below."""
+    ``(1 + tanh(h)) * h`` with h = a/2 where :func:`uses_tanh`, else ``a / (1 + exp(-a))``.
+    For a -> -inf: -0, the limit from below."""
     if uses_tanh(a.dtype):
         np.multiply(a, 0.5, out=tmp)
         np.tanh(tmp, out=o)
