@@ -11,6 +11,8 @@ ReLU6 and hard-sigmoid, and for hard-swish 0 at x = -3 and 1 at x = +3.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .tiling import CHUNK, elementwise, scratch
@@ -40,6 +42,7 @@ __all__ = [
 # 0). Other dtypes keep exp (float64's is the faster of the two on the EPYC too, 36
 # against 50 us, and the gradient checks need its full relative precision).
 _tanh_faster = None
+_measuring = threading.Lock()
 
 
 def _measure_tanh_faster() -> bool:
@@ -66,7 +69,9 @@ def uses_tanh(dtype) -> bool:
     if dtype != np.float32:
         return False
     if _tanh_faster is None:
-        _tanh_faster = _measure_tanh_faster()
+        with _measuring:                  # once, even when threads ask at the same time
+            if _tanh_faster is None:
+                _tanh_faster = _measure_tanh_faster()
     return _tanh_faster
 
 
