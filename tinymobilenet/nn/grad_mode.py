@@ -2,7 +2,7 @@
 
 A forward pass normally caches what ``backward`` will need (each layer's input, batch
 norm's statistics, ...). When nothing will run backward -- predicting, evaluating, timing
-inference -- that is wasted memory, and it also rules out two speed-ups. Inside
+inference -- that is wasted memory, and it also rules out three speed-ups. Inside
 ``no_grad()`` (in this thread, as ``torch.no_grad``):
 
 - layers keep no cache, so every intermediate array is freed as soon as the next layer
@@ -11,6 +11,9 @@ inference -- that is wasted memory, and it also rules out two speed-ups. Inside
   or h-swish after that run as a convolution with the batch norm's scale folded into its
   weights and one pass for the rest (:func:`.fusion.forward_fused`), with no change to
   the model;
+- a squeeze-and-excitation block computes its gate without its four layers' per-call
+  bookkeeping, and for one image folds it into the next 1x1 convolution's weights
+  (:meth:`.blocks.SqueezeExcitation._gate_no_grad`, :func:`.fusion._excite_conv`);
 - a batch of images in eval mode is split over the threads (:func:`split_forward`): each
   thread runs the whole network on its share of the batch.
 
