@@ -217,15 +217,21 @@ def hardswish_backward(dout, cache):
     return elementwise(grad, np.empty(dout.shape, dtype=dout.dtype), dout, x, chunk=CHUNK)
 
 
+def _silu_of_half(o, h):
+    """o = 2h * sigmoid(2h) = (1 + tanh(h)) * h, three passes, from h = a/2 (not o): the
+    tail of SiLU's tanh chain, shared with batch norm's fused SiLU."""
+    np.tanh(h, out=o)
+    o += 1
+    o *= h
+
+
 def _silu_into(o, a, tmp):
     """o = a * sigmoid(a), four passes, ``tmp`` a scratch of a's shape (neither o nor a):
     ``(1 + tanh(h)) * h`` with h = a/2 where :func:`uses_tanh`, else ``a / (1 + exp(-a))``.
     For a -> -inf: -0, the limit from below."""
     if uses_tanh(a.dtype):
         np.multiply(a, 0.5, out=tmp)
-        np.tanh(tmp, out=o)
-        o += 1
-        o *= tmp
+        _silu_of_half(o, tmp)
         return
     np.negative(a, out=tmp)
     with np.errstate(over="ignore"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activations import _sigmoid_into, uses_tanh
+from .activations import _sigmoid_into, _silu_of_half, uses_tanh
 from .tiling import run_tiles, scratch, split_rows, threads_for
 
 __all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_affine", "affine_activation"]
@@ -169,9 +169,9 @@ def batchnorm_affine(gamma, beta, mean, var, eps, dtype=None):
 
 def _affine_activate(act, xr, outr, scale, shift, sscale, sshift, tmp):
     """``outr = f(xr * scale + shift)`` for one tile (``scale`` None: ``f(xr + shift)``),
-    f the fused activation ``act`` or None; the vectors shaped by :func:`_per_value`, and
-    for SiLU ``sscale``, ``sshift`` (:func:`_silu_vectors`) their halves (the tanh chain)
-    or negatives.
+    f the fused activation ``act`` or None; the vectors shaped by :func:`_per_value`. SiLU
+    reads only ``sscale``, ``sshift`` (:func:`_silu_vectors`), the halves (the tanh chain)
+    or negatives of scale and shift (``sscale`` None: no scale).
 
     Each chain is as short as the algebra allows, since every pass over a tile costs.
     SiLU through tanh (float32 where that is faster: :func:`.activations.uses_tanh`)
@@ -184,14 +184,12 @@ def _affine_activate(act, xr, outr, scale, shift, sscale, sshift, tmp):
     on it in place."""
     kind = None if act is None else act[0]
     if kind == "silu" and uses_tanh(xr.dtype):
-        np.multiply(xr, 0.5 if scale is None else sscale, out=tmp)  # h = z / 2
+        np.multiply(xr, 0.5 if sscale is None else sscale, out=tmp)  # h = z / 2
         tmp += sshift
-        np.tanh(tmp, out=outr)
-        outr += 1
-        outr *= tmp
+        _silu_of_half(outr, tmp)
         return
     if kind == "silu":
-        if scale is None:
+        if sscale is None:
             np.subtract(sshift, xr, out=tmp)                       # t = -shift - x = -z
         else:
             np.multiply(xr, sscale, out=tmp)
@@ -251,7 +249,11 @@ def _affine_forward(x, scale, shift, act, ct, tiles):
     L = x.size // (N * C) if x.size else 1
     out = np.empty(x.shape, dtype=x.dtype)
     silu = act is not None and act[0] == "silu"
+    # SiLU's chain reads only its own vectors: the others are not repeated for nothing
+    # (on narrow maps a repeat costs ~6 us a tile at batch 1)
     sscale, sshift = _silu_vectors(scale, shift) if silu else (None, None)
+    if silu:
+        scale = shift = None
 
     def work(chunk):
         tmp = scratch("bn_xc", (N, ct * L), x.dtype) if act is not None else None
@@ -261,11 +263,8 @@ def _affine_forward(x, scale, shift, act, ct, tiles):
             def per_value(v):
                 return None if v is None else _per_value(v[c0:c1], L, N)
 
-            # SiLU's chain reads only its own vectors (and whether there is a scale): the
-            # others are not repeated for nothing (at batch 1 a repeat costs ~6 us a tile)
             _affine_activate(act, _rows(x, c0, c1, L), _rows(out, c0, c1, L),
-                             (scale is not None or None) if silu else per_value(scale),
-                             None if silu else per_value(shift), per_value(sscale),
+                             per_value(scale), per_value(shift), per_value(sscale),
                              per_value(sshift), None if tmp is None else _tile(tmp, k, L))
 
     run_tiles(work, tiles, size=x.size)

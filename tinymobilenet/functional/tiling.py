@@ -195,7 +195,7 @@ def elementwise(fn, out, *arrays, chunk=None):
         raise ValueError("elementwise: out must be C-contiguous")
     flat = [out.reshape(-1)] + [np.ascontiguousarray(a).reshape(-1) for a in arrays]
     n = out.size
-    if n <= (chunk or _MIN_PARALLEL) and n < _MIN_PARALLEL:
+    if n < _MIN_PARALLEL and (chunk is None or n <= chunk):
         fn(*flat)       # one call, no tiles to hand out: a sigmoid of 1152 values 4.5, not 6.6 us
         return out
     step = max(_MIN_PARALLEL, -(-n // _threads))
