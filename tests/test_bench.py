@@ -14,7 +14,8 @@ pytestmark = [pytest.mark.ch09]
 
 
 RESULT_FIELDS = {"name", "kind", "fwd_ms", "bwd_ms", "ms", "gflop", "gbytes", "bound",
-                 "achieved", "unit", "roof_fraction", "torch_ms", "ratio", "target"}
+                 "achieved", "unit", "roof_fraction", "torch_ms", "ratio", "target",
+                 "ratio_q1", "ratio_q3"}
 
 
 def test_quick_bench_json_has_the_expected_fields():
@@ -32,6 +33,7 @@ def test_quick_bench_json_has_the_expected_fields():
         assert RESULT_FIELDS <= set(r), set(r) ^ RESULT_FIELDS
         assert r["ms"] > 0 and r["fwd_ms"] > 0 and r["bwd_ms"] > 0
         assert r["torch_ms"] is None and r["ratio"] is None      # no --compare
+        assert r["ratio_q1"] is None and r["ratio_q3"] is None
     mem = report["memory"]
     assert mem["model_step_peak_mb"] > 0
     assert set(mem["depthwise_peak_in_activations"]) == {n for n in names if "depthwise" in n}
@@ -44,16 +46,45 @@ def test_table_and_plot(tmp_path):
               "results": [dict(name="pointwise a", kind="pointwise", fwd_ms=1.0, bwd_ms=2.0,
                                ms=3.0, gflop=0.3, gbytes=0.0, bound="-", achieved=100.0,
                                unit="GFLOP/s", roof_fraction=1.0, torch_ms=2.0, ratio=1.5,
-                               target=1.2),
+                               target=1.2, ratio_q1=1.25, ratio_q3=1.75),
                           dict(name="se b", kind="other", fwd_ms=1.0, bwd_ms=1.0, ms=2.0,
                                gflop=0.0, gbytes=0.04, bound="memory", achieved=20.0,
                                unit="GB/s", roof_fraction=1.0, torch_ms=4.0, ratio=0.5,
                                target=None)]}
     table = bench.format_table(report)
     assert "MISS" in table and "1.50x" in table and "0.50x" in table
+    assert "1.25-1.75" in table                     # the spread; "-" where a report has none
+    assert "| 1.50x (1.25-1.75) |" in bench.format_markdown(report)
     path = tmp_path / "ratios.png"
     bench.plot_ratios(report, str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ratio_is_the_median_of_per_round_ratios(monkeypatch):
+    """Ours and PyTorch's rounds are paired: the ratio is the median of the per-round
+    ratios (a slow spell that hits both sides of a round cancels), not the ratio of the
+    two medians, and the warm-up round is left out. Timings are scripted, not measured."""
+    from tinymobilenet.bench import timing
+    # per round: our fwd, our bwd, their fwd, their bwd; round 0 is the warm-up
+    rounds = [(9.0, 9.0, 1.0, 1.0),
+              (1.0, 1.0, 1.0, 1.0), (4.0, 4.0, 2.0, 2.0), (6.0, 6.0, 12.0, 12.0),
+              (2.0, 2.0, 4.0, 4.0), (10.0, 10.0, 2.5, 2.5)]
+    script = iter(t for r in rounds for t in r)
+    monkeypatch.setattr(timing, "_time", lambda fn: next(script))
+    monkeypatch.setattr(timing, "_settle", lambda fwd, bwd: None)
+    noop = (lambda: None, lambda: None)
+    case = bench.Case("scripted", "other", lambda rng: noop, lambda rng: noop)
+    (f, b, t), torch_t, stats = timing._measure(case, None, len(rounds) - 1, True)
+
+    ours = np.array([r[0] + r[1] for r in rounds[1:]])
+    theirs = np.array([r[2] + r[3] for r in rounds[1:]])
+    assert t == np.median(ours) and torch_t == np.median(theirs)
+    assert stats == pytest.approx(tuple(np.percentile(ours / theirs, [50, 25, 75])))
+    assert stats[0] != pytest.approx(np.median(ours) / np.median(theirs))  # pairing matters
+    assert stats[1] <= stats[0] <= stats[2]
+    result = timing._result(case, f, b, t, torch_t, stats, {"threads": 1, "copy_gbs": 1.0,
+                                                            "matmul_gflops": 1.0})
+    assert (result.ratio, result.ratio_q1, result.ratio_q3) == stats
 
 
 def test_profile_attributes_the_step_to_layer_types(tmp_path):

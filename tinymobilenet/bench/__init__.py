@@ -15,8 +15,9 @@ yardstick is the copy. ``roof`` is the achieved fraction of that bound.
 
 ``--compare torch`` (PyTorch installed, never required) times the same operation in
 PyTorch CPU with the same number of threads, interleaved with ours round by round so both
-see the same machine load, and prints the ratio ours / PyTorch. ``--format json`` prints
-the results for scripts; :func:`plot_ratios` draws them.
+see the same machine load, and prints the ratio ours / PyTorch: the median of the
+per-round ratios, with their quartiles as the ``spread`` (:func:`.timing.ratio_stats`).
+``--format json`` prints the results for scripts; :func:`plot_ratios` draws them.
 
 BLAS libraries read some environment variables at start-up (OPENBLAS_CORETYPE,
 OPENBLAS_L2_SIZE, ...) that can select a slower kernel; the header prints which BLAS

@@ -10,7 +10,9 @@ __all__ = ["format_table", "format_markdown", "plot_ratios"]
 def format_table(report: dict) -> str:
     m = report["machine"]
     lines = [
-        "tinymobilenet benchmark: float32, forward + backward, median of repeated runs",
+        "tinymobilenet benchmark: float32, forward + backward, median of repeated runs"
+        + ("; ratio: median of the per-round ratios, spread: their quartiles"
+           if any(r["torch_ms"] is not None for r in report["results"]) else ""),
         f"cpu: {m['cpu']}, {m['threads']} threads; numpy {m['numpy']}; BLAS: {m['blas']}"
         + (f"; torch {m['torch']}" if m.get("torch") else ""),
         f"roofline probes: matmul {m['matmul_gflops']:.1f} GFLOP/s "
@@ -21,7 +23,7 @@ def format_table(report: dict) -> str:
     head = (f"{'operation':44s} {'fwd ms':>8s} {'bwd ms':>8s} {'total':>8s} "
             f"{'achieved':>14s} {'roof':>5s}")
     if has_torch:
-        head += f" {'torch ms':>9s} {'ratio':>6s} {'target':>7s}"
+        head += f" {'torch ms':>9s} {'ratio':>6s} {'spread':>9s} {'target':>7s}"
     lines += [head, "-" * len(head)]
     for r in report["results"]:
         ach = f"{r['achieved']:.1f} {r['unit']}" if r["achieved"] else "-"
@@ -33,7 +35,7 @@ def format_table(report: dict) -> str:
                 ok = "" if r["target"] is None else (
                     " ok" if r["ratio"] <= r["target"] else " MISS")
                 tgt = "" if r["target"] is None else f"<={r['target']:.1f}"
-                line += f" {r['torch_ms']:9.2f} {r['ratio']:5.2f}x {tgt:>7s}{ok}"
+                line += f" {r['torch_ms']:9.2f} {r['ratio']:5.2f}x {_spread(r):>9s} {tgt:>7s}{ok}"
             else:
                 line += f" {'-':>9s}"
         lines.append(line)
@@ -54,6 +56,13 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _spread(r) -> str:
+    """The quartiles of a result's per-round ratios, "1.10-1.25", or "-" (older reports)."""
+    if r.get("ratio_q1") is None or r.get("ratio_q3") is None:
+        return "-"
+    return f"{r['ratio_q1']:.2f}-{r['ratio_q3']:.2f}"
+
+
 def format_markdown(report: dict) -> str:
     """The results as a Markdown table (for the README)."""
     lines = ["| operation | fwd + bwd ms | achieved | roof | PyTorch ms | ratio | target |",
@@ -62,7 +71,8 @@ def format_markdown(report: dict) -> str:
         ach = f"{r['achieved']:.1f} {r['unit']}" if r["achieved"] else "-"
         roof = f"{100 * r['roof_fraction']:.0f} %" if r["roof_fraction"] is not None else "-"
         torch_ms = "-" if r["torch_ms"] is None else f"{r['torch_ms']:.1f}"
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x" + (
+            "" if _spread(r) == "-" else f" ({_spread(r)})")
         target = "" if r["target"] is None else f"<= {r['target']:.1f}x" + (
             "" if r["ratio"] is None else (" met" if r["ratio"] <= r["target"] else " **missed**"))
         lines.append(f"| {r['name']} | {r['ms']:.1f} | {ach} | {roof} | {torch_ms} | {ratio} "
@@ -71,7 +81,8 @@ def format_markdown(report: dict) -> str:
 
 
 def plot_ratios(reports, path: str) -> None:
-    """Bar chart of the ratios ours / PyTorch per operation, with each target marked.
+    """Bar chart of the ratios ours / PyTorch per operation, with each target marked and
+    the quartiles of the per-round ratios as whiskers.
 
     ``reports``: one report of :func:`run` (with ``compare_torch``) or a list of them,
     e.g. a 1-thread and a 2-thread run, drawn as grouped bars labelled by thread count.
@@ -91,15 +102,22 @@ def plot_ratios(reports, path: str) -> None:
     shades = ["#4c72b0", "#dd8452", "#55a868", "#8172b3"]
     top = max(t or 0 for t in targets.values())
     for k, report in enumerate(reports):
-        ratio = {r["name"]: r["ratio"] for r in report["results"]}
-        values = [ratio.get(n) or 0.0 for n in names]
-        top = max(top, max(values))
+        by_name = {r["name"]: r for r in report["results"]}
+        values = [(by_name.get(n) or {}).get("ratio") or 0.0 for n in names]
+        # the quartiles of the per-round ratios as whiskers (reports that have them)
+        lo = [(by_name.get(n) or {}).get("ratio_q1") for n in names]
+        hi = [(by_name.get(n) or {}).get("ratio_q3") for n in names]
         yk = y + 0.4 - height * (k + 0.5)
         ax.barh(yk, values, height=height * 0.9, color=shades[k % len(shades)],
                 label=f"{report['machine']['threads']} thread"
                 + ("s" if report["machine"]["threads"] > 1 else ""))
-        for yi, v in zip(yk, values):
-            ax.text(v + 0.02, yi, f"{v:.2f}", va="center", fontsize=7)
+        ends = []
+        for yi, v, a, b in zip(yk, values, lo, hi):
+            if a is not None and b is not None:
+                ax.plot([a, b], [yi, yi], color="black", lw=1)
+            ends.append(max(v, b or 0.0))
+            ax.text(ends[-1] + 0.02, yi, f"{v:.2f}", va="center", fontsize=7)
+        top = max(top, max(ends))
     for yi, n in zip(y, names):
         if targets.get(n) is not None:
             ax.plot([targets[n]] * 2, [yi - 0.45, yi + 0.45], color="#c0392b", lw=2)
@@ -107,7 +125,8 @@ def plot_ratios(reports, path: str) -> None:
     ax.set_yticks(y, names, fontsize=8)
     ax.set_xlim(0, top * 1.12)
     ax.set_xlabel("time tinymobilenet / time PyTorch CPU, forward + backward (lower is better)")
-    ax.set_title("tinymobilenet vs PyTorch CPU, same threads (red tick: target)", fontsize=10)
+    ax.set_title("tinymobilenet vs PyTorch CPU, same threads (red tick: target; "
+                 "whisker: quartiles of the rounds)", fontsize=10)
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

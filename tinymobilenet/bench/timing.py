@@ -13,7 +13,7 @@ from ..functional import tiling
 from .. import blas
 from .cases import cases, target_for
 
-__all__ = ["Result", "machine_peaks", "median_time", "run", "SETTLE", "WARMUP"]
+__all__ = ["Result", "machine_peaks", "median_time", "ratio_stats", "run", "SETTLE", "WARMUP"]
 
 
 @dataclass
@@ -30,8 +30,10 @@ class Result:
     unit: str
     roof_fraction: float | None
     torch_ms: float | None = None
-    ratio: float | None = None
+    ratio: float | None = None         # median of the per-round ratios (see ratio_stats)
     target: float | None = None
+    ratio_q1: float | None = None      # their first and third quartiles: the spread
+    ratio_q3: float | None = None
 
 
 def median_time(fn, repeats=7):
@@ -106,9 +108,23 @@ def _settle(fwd, bwd):
         bwd()
 
 
+def ratio_stats(ours, theirs):
+    """(median, first quartile, third quartile) of the per-round ratios
+    ``ours[r] / theirs[r]`` of two libraries timed in the same rounds.
+
+    Each round's ratio compares two timings taken a fraction of a second apart, so a
+    slow spell of a shared machine that lasts a round or two moves both of them and
+    hardly moves the ratio; a ratio of the two medians would compare timings from
+    different moments. The quartiles say how far the rounds disagree."""
+    ratios = np.asarray(ours, dtype=float) / np.asarray(theirs, dtype=float)
+    q1, median, q3 = np.percentile(ratios, [25, 50, 75])
+    return float(median), float(q1), float(q3)
+
+
 def _measure(case, rng, repeats, torch_on):
-    """Median fwd, bwd and total seconds for ours and PyTorch, interleaved round by round
-    (one warm-up round first), so a burst of load from elsewhere hits both alike."""
+    """Median fwd, bwd and total seconds for ours, and PyTorch's median seconds and
+    :func:`ratio_stats` (None without PyTorch), interleaved round by round (one warm-up
+    round first), so a burst of load from elsewhere hits both alike."""
     fwd, bwd = case.make(rng)
     tfwd = tbwd = None
     if torch_on and case.make_torch is not None:
@@ -127,8 +143,10 @@ def _measure(case, rng, repeats, torch_on):
                 theirs.append(c + d)
         if r:
             ours.append((a, b, a + b))
-    ours = np.median(np.array(ours), axis=0)
-    return ours, (float(np.median(theirs)) if theirs else None)
+    totals = [t for _, _, t in ours]
+    stats = ratio_stats(totals, theirs) if theirs else None
+    return (np.median(np.array(ours), axis=0), float(np.median(theirs)) if theirs else None,
+            stats)
 
 
 def run(quick=False, compare_torch=False, threads=None, repeats=None, only=None,
@@ -152,14 +170,16 @@ def run(quick=False, compare_torch=False, threads=None, repeats=None, only=None,
             if only and not any(s in case.name for s in only):
                 continue
             rng = np.random.default_rng(0)
-            (f, b, t), torch_t = _measure(case, rng, repeats, compare_torch)
-            results.append(asdict(_result(case, f, b, t, torch_t, machine)))
+            (f, b, t), torch_t, stats = _measure(case, rng, repeats, compare_torch)
+            results.append(asdict(_result(case, f, b, t, torch_t, stats, machine)))
             if progress:
                 progress(results[-1])
         return {"machine": machine, "results": results}
 
 
-def _result(case, f, b, t, torch_t, machine):
+def _result(case, f, b, t, torch_t, stats, machine):
+    """The Result of a case timed at f, b, t seconds (fwd, bwd, total), PyTorch at
+    ``torch_t`` seconds with per-round ratio ``stats`` (:func:`ratio_stats`), or None."""
     gflop, gbytes = case.flops / 1e9, case.bytes / 1e9
     bound, achieved, unit, roof = "-", gflop / t if gflop else 0.0, "GFLOP/s", None
     if gflop and gbytes:
@@ -173,9 +193,10 @@ def _result(case, f, b, t, torch_t, machine):
     elif gflop:
         roof = achieved / machine["matmul_gflops"]
     target = target_for(case.kind, machine["threads"])
+    ratio, q1, q3 = (None, None, None) if stats is None else stats
     return Result(case.name, case.kind, 1e3 * f, 1e3 * b, 1e3 * t, gflop, gbytes, bound,
                   achieved, unit, roof, None if torch_t is None else 1e3 * torch_t,
-                  None if torch_t is None else t / torch_t, target)
+                  ratio, target, q1, q3)
 
 
 def _cpu_name() -> str:
