@@ -125,8 +125,8 @@ def plot_ratios(reports, path: str) -> None:
     ax.set_yticks(y, names, fontsize=8)
     ax.set_xlim(0, top * 1.12)
     ax.set_xlabel("time tinymobilenet / time PyTorch CPU, forward + backward (lower is better)")
-    ax.set_title("tinymobilenet vs PyTorch CPU, same threads (red tick: target; "
-                 "whisker: quartiles of the rounds)", fontsize=10)
+    ax.set_title("tinymobilenet vs PyTorch CPU, same threads\n(red tick: target; "
+                 "black whisker: quartiles of the per-round ratios)", fontsize=10)
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
