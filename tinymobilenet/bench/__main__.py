@@ -25,7 +25,9 @@ def build_parser():
     from ..models import MODEL_NAMES
     p = Parser(prog="python -m tinymobilenet.bench", description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("--compare", choices=["torch"], default=None,
-                   help="time PyTorch CPU side by side (same threads, same weights)")
+                   help="time PyTorch CPU side by side (same threads, same weights), "
+                        "round by round: ratio = median of the per-round ratios ours / "
+                        "PyTorch, spread = their quartiles")
     p.add_argument("--suite", choices=["kernels", "networks", "all"], default="all",
                    help="single kernels, whole networks, or both")
     p.add_argument("--format", choices=["table", "json", "markdown"], default="table",
@@ -35,7 +37,8 @@ def build_parser():
                    help="threads for ours, BLAS and torch (default: "
                         "tinymobilenet.functional.tiling.num_threads())")
     p.add_argument("--repeats", type=number(int, 1), default=None,
-                   help="timed rounds per operation (default 7, 3 with --quick)")
+                   help="timed rounds per operation (default 7, 3 with --quick; more "
+                        "rounds, a steadier median on a busy machine)")
     p.add_argument("--only", nargs="*", default=None, metavar="TEXT",
                    help="run only operations whose name contains one of these")
     p.add_argument("--no-memory", action="store_true", help="skip the memory report")
