@@ -103,9 +103,10 @@ def test_no_grad_on_folded_and_fused_models(name, variant):
     assert np.abs(expected).max() > 1e-2
 
 
-def test_no_grad_keeps_no_cache_and_backward_says_why():
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small"])   # V3: SE blocks
+def test_no_grad_keeps_no_cache_and_backward_says_why(name):
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
-    model = _calibrated("mobilenet_v2", x, num_classes=5)
+    model = _calibrated(name, x, num_classes=5)
     model(x)
     with nn.no_grad():
         model(x)

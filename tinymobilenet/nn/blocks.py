@@ -134,6 +134,7 @@ class SqueezeExcitation(Module):
             # (through the class: the profiler times the instance's _gate_no_grad, which
             # no_grad's fusion calls on its own, and forward already includes this call)
             scale = SqueezeExcitation._gate_no_grad(self, x)
+            self._forget()                  # the gate's layers were not called: no caches
             return F.excite_forward(x, scale)[0]
         pooled, pool_cache = F.global_avg_pool_forward(x, keepdims=True)    # (N, C, 1, 1)
         scale = self.scale_activation(self.fc2(self.activation(self.fc1(pooled))))

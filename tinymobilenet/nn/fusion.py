@@ -284,16 +284,12 @@ def forward_fused(seq: Sequential, x):
               and (project := _project_after_se(nxt, x)) is not None
               and 2 * project[0].weight.data.size <= x.size):
             x = _excite_conv(m, *project, x)
-            for skipped in nxt.modules():
-                if "_cache" in skipped.__dict__:
-                    skipped._cache = None
             j = i + 2
         else:
             x = m(x)
             i += 1
             continue
         for skipped in mods[i:j]:                   # drop what an earlier pass cached
-            if "_cache" in skipped.__dict__:
-                skipped._cache = None
+            skipped._forget()
         i = j
     return x

@@ -156,6 +156,14 @@ class Module:
         (nothing will run backward, and the arrays it holds can be freed at once)."""
         return cache if is_grad_enabled() else None
 
+    def _forget(self):
+        """Drop what earlier forward passes of this module and its children cached, for a
+        ``no_grad()`` pass that computes their output without calling their forward: a
+        stale cache would let backward run on another input instead of raising."""
+        for m in self.modules():
+            if "_cache" in m.__dict__:
+                m._cache = None
+
     def _cached(self, cache, what="backward"):
         """Return ``cache`` or raise a clear error if forward has not run yet (or ran
         inside ``no_grad()``, which keeps nothing)."""
