@@ -202,6 +202,20 @@ def _conv_bias(conv, activation, x, w=None):
     return F.affine_activation(y, None, shift, activation)
 
 
+def _norm_after(mods, i):
+    """(batch norm, fused activation name or None, index after them) of the eval-mode
+    BatchNorm at ``mods[i + 1]`` that normalises the output of convolution ``mods[i]``,
+    with the activation after it (its own, if it was fused before); else None."""
+    conv, bn = mods[i], mods[i + 1] if i + 1 < len(mods) else None
+    if (type(bn) not in (BatchNorm2d, BatchNormAct2d) or bn.training
+            or bn.num_features != conv.out_channels):
+        return None
+    if isinstance(bn, _BatchNormAct):
+        return bn, _FUSABLE[bn.activation_class], i + 2
+    act, j = _activation_at(mods, i + 2)
+    return bn, act, j
+
+
 def _project_after_se(seq, x):
     """(conv, batch norm or None, activation name or None) of a Conv2dNormActivation
     ``seq`` that can take a squeeze-and-excitation gate in its weights: a library 1x1
@@ -214,15 +228,13 @@ def _project_after_se(seq, x):
     if not (type(conv) in _CONVS and conv.kernel_size == 1 and conv.groups == 1
             and conv.stride == 1 and conv.padding == 0 and conv.in_channels == x.shape[1]):
         return None
-    bn = mods[1] if len(mods) > 1 and type(mods[1]) in (BatchNorm2d, BatchNormAct2d) else None
-    if bn is not None and bn.training:
-        return None
-    rest = 2 if bn is not None else 1
-    if isinstance(bn, _BatchNormAct):
-        act = _FUSABLE[bn.activation_class]
+    found = _norm_after(mods, 0)
+    if found is not None:
+        bn, act, rest = found
+    elif len(mods) > 1 and type(mods[1]) in (BatchNorm2d, BatchNormAct2d):
+        return None                                 # in train mode: not foldable
     else:
-        act, j = _activation_at(mods, rest)
-        rest = j if act is not None else rest
+        bn, (act, rest) = None, _activation_at(mods, 1)
     if not all(type(m) is Identity for m in mods[rest:]):
         return None
     return conv, bn, act
@@ -267,15 +279,12 @@ def forward_fused(seq: Sequential, x):
     while i < n:
         m = mods[i]
         nxt = mods[i + 1] if i + 1 < n else None
-        if (type(m) in _CONVS and type(nxt) in (BatchNorm2d, BatchNormAct2d)
-                and not nxt.training and nxt.num_features == m.out_channels):
-            if isinstance(nxt, _BatchNormAct):           # fused before: its own activation
-                act, j = _FUSABLE[nxt.activation_class], i + 2
-            else:
-                act, j = _activation_at(mods, i + 2)
-            x = _conv_batchnorm(m, nxt, act, x)
-        elif type(m) in _CONVS and m.bias is not None and _activation_at(mods, i + 1)[0]:
-            act, j = _activation_at(mods, i + 1)
+        if type(m) in _CONVS and (found := _norm_after(mods, i)) is not None:
+            bn, act, j = found
+            x = _conv_batchnorm(m, bn, act, x)
+        elif (type(m) in _CONVS and m.bias is not None
+              and (after := _activation_at(mods, i + 1))[0] is not None):
+            act, j = after
             x = _conv_bias(m, act, x)
         elif type(m) in _FUSED and nxt is not None and type(nxt) in _FUSABLE:
             x = m._normalize(x, activation=_FUSABLE[type(nxt)])
