@@ -47,17 +47,18 @@ def rng():
     return np.random.default_rng(0)
 
 
-@pytest.fixture(params=["banded", "multiply-add", "tap matrices",
+@pytest.fixture(params=["dense", "banded", "multiply-add", "tap matrices",
                         "tap matrices, shifts per channel"])
 def depthwise_path(request, monkeypatch):
-    """Run a depthwise test four times: every stride-1 "same" case through the
-    banded-matrix kernel, then every case through the direct kernels, first with a
+    """Run a depthwise test five times: every case through the dense per-channel
+    matrices, through the banded-matrix kernel, then through the direct kernels, first with a
     product and an add per tap, then with each kernel row's taps as matrix-vector
     products wherever that path applies (stride-1 "same" from K = 3 on, as by default),
     with the tap matrices' column shifts copied for the whole tile (as small maps are by
     default) and channel by channel (as large maps are). The default picks by width, so
     small test images would otherwise never reach the direct kernels."""
     from tinymobilenet.functional import _depthwise_direct, depthwise
+    monkeypatch.setattr(depthwise, "DENSE_WASTE", 10 ** 9 if request.param == "dense" else 0)
     monkeypatch.setattr(depthwise, "BANDED_WIDTH", 10 ** 6 if request.param == "banded" else 0)
     monkeypatch.setattr(_depthwise_direct, "MATMUL_K",
                         3 if request.param.startswith("tap matrices") else 10 ** 6)

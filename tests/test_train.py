@@ -200,7 +200,9 @@ def test_every_family_trains_a_few_steps(name, resolution):
     if c["zero_init_residual"]:
         train.zero_init_residual(model)
     opt = SGD(param_groups(model, c["weight_decay"]), lr=c["lr"], momentum=0.9, nesterov=True)
-    history = train.fit(model, data, 3, opt, Warmup(Cosine(c["lr"], 9), 3),
+    # 5 epochs of 4 steps: after 3 the loss of MobileNetV2 at 16 px had barely moved
+    # (2.34 -> 2.37 or 2.13, depending on round-off alone)
+    history = train.fit(model, data, 5, opt, Warmup(Cosine(c["lr"], 17), 3),
                         batch_size=32, progress=None, precise_bn=c["precise_bn"])
     losses = [r["train_loss"] for r in history]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]

@@ -14,9 +14,11 @@ multiply-adds against a full convolution's K*K*C*Co*Ho*Wo: the 1/Co of MobileNet
 1/Co + 1/K^2.
 
 This file holds the definition (:func:`depthwise_conv2d_forward_naive`, four loops) and
-the two short dispatchers users call. They pick one of two fast paths (same results to
-round-off; the tests run both against the definition):
+the two short dispatchers users call. They pick one of three fast paths (same results to
+round-off; the tests run each against the definition):
 
+- :mod:`._depthwise_dense`: the smallest maps of a batch (3x3 to 7x7) as one dense
+  (H*W, Ho*Wo) matrix per channel, a batched matmul in BLAS;
 - :mod:`._depthwise_banded`: maps at most ``BANDED_WIDTH * K`` pixels wide (the 14x14 and
   7x7 layers) as banded matrix products in BLAS;
 - :mod:`._depthwise_direct`: wider maps as K*K multiply-adds on cache-sized tiles; at
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _depthwise_banded, _depthwise_direct
+from . import _depthwise_banded, _depthwise_dense, _depthwise_direct
 from .conv_geometry import conv_output_size, pad2d
 
 __all__ = ["depthwise_conv2d_forward", "depthwise_conv2d_backward",
@@ -113,9 +115,25 @@ def depthwise_conv2d_backward_naive(dout, cache):
 # tinymobilenet.bench's documentation).
 BANDED_WIDTH = 6
 
+# The dense path spends H*W*Ho*Wo*(K*K + N) multiply-adds a channel (building each
+# channel's matrix, then the product) where the others spend N*Ho*Wo*K*K: it runs
+# where that is at most DENSE_WASTE times as many. Measured against the banded and
+# direct paths (forward, backward; one thread / two): batch 8 at 3x3 maps 0.12-0.19x /
+# 0.25-0.38x, 6x6 0.31-0.58x / 0.27-0.80x, 7x7 with a 5x5 kernel 0.55-0.68x / 0.80-0.84x;
+# batch 1 at 3x3 0.24-0.34x / 0.37-0.57x; but 2-4x slower at 12x12 and on one 6x6 image,
+# where the product is 16x and the matrices 40x the direct multiply-adds.
+DENSE_WASTE = 12
+
+
+def _dense_pays(x_shape, K):
+    N, _, H, W = x_shape
+    return K > 1 and H * W * (K * K + N) <= DENSE_WASTE * N * K * K
+
 
 def _path(x_shape, K, stride, padding):
-    """The fast path for an input of ``x_shape`` and kernel size K.
+    """The fast path for an input of ``x_shape`` and kernel size K: the dense matrices
+    where they pay (:func:`_dense_pays`), else the banded products up to
+    ``BANDED_WIDTH * K`` pixels wide, else the direct kernels.
 
     Stride-1 "same" kernels of K >= ``_depthwise_direct.MATMUL_K`` have a third option,
     the direct path with each kernel row's taps as matrix-vector products in BLAS: it
@@ -127,6 +145,8 @@ def _path(x_shape, K, stride, padding):
     stack the images into longer ones; and only on one thread (on two, BLAS spreads the
     banded products over both cores: 0.6-0.7x)."""
     N, W = x_shape[0], x_shape[3]
+    if _dense_pays(x_shape, K):
+        return _depthwise_dense
     if K > 1 and W <= BANDED_WIDTH * K:
         taps = (_depthwise_direct.uses_matmul(x_shape, K, stride, padding)
                 and (N == 1 or (K >= 5 and W >= 4 * K)))
