@@ -145,7 +145,8 @@ def test_precise_bn_fixes_the_collapse_of_a_slow_momentum():
     model = models.mobilenet_v3_small(num_classes=10, in_channels=1)
     opt = SGD(param_groups(model, 1e-4), lr=0.05, momentum=0.9, nesterov=True)
     data = train_set[:256]
-    train.fit(model, data, 3, opt, Warmup(Cosine(0.05, 20), 4), batch_size=32,
+    # 5 epochs: after 3 the accuracy after precise BN was 0.29-0.49, by round-off alone
+    train.fit(model, data, 5, opt, Warmup(Cosine(0.05, 36), 4), batch_size=32,
               progress=None, precise_bn=0)
     bns = train.batchnorm_layers(model)
     assert {b.momentum for b in bns} == {0.01}

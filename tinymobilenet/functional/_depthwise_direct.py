@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .conv_geometry import PhaseGeometry, is_same_stride1
+from .reductions import row_dots
 from .tiling import run_tiles, scratch, split_rows, threads_for, tile_budget
 
 __all__ = ["forward", "backward", "DirectLayout", "PitchedLayout", "PhaseLayout", "layout_for",
@@ -197,13 +198,6 @@ def _multiply_add(acc, tmp, windows, weights):
         else:
             np.multiply(win, weights[o], out=tmp)
             acc += tmp
-
-
-def _rowdot(a, b):
-    """``sum(a * b, axis=-1)`` without the product array: one dot product per row."""
-    if hasattr(np, "vecdot"):                      # NumPy >= 2: a BLAS dot per row
-        return np.vecdot(a, b)
-    return np.einsum("...l,...l->...", a, b)
 
 
 # From this kernel size on, stride 1 "same" padding runs each kernel row's taps as one
@@ -430,7 +424,7 @@ def backward(dout, x, w, stride, padding):
                 continue
             t, wts = tmp[:k, :m * g.grid], wk[c0:c1].T[:, :, None]   # wts: (K*K, k, 1)
             for o, win in enumerate(g.windows(xq, m, k)):
-                dw[:, o // K, o % K] = _rowdot(d, win)
+                dw[:, o // K, o % K] = row_dots(d, win)
             if flipped:
                 _multiply_add(a, t, g.windows(dq, m, k), wts[::-1])
                 dx[n0:n1, c0:c1] = g.outputs(acc, m, k)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .reductions import row_sums
+
 __all__ = ["global_avg_pool_forward", "global_avg_pool_backward"]
 
 
@@ -17,8 +19,7 @@ def global_avg_pool_forward(x, keepdims=False):
     N, C, H, W = x.shape
     # each row's sum as a matrix-vector product with a vector of ones (BLAS): 3-7x
     # faster than x.mean(axis=(2, 3)) at batch 1 on 7x7 to 56x56 maps (one thread)
-    ones = np.ones(H * W, dtype=x.dtype)
-    out = (x.reshape(N * C, H * W) @ ones / max(H * W, 1)).astype(x.dtype, copy=False)
+    out = (row_sums(x.reshape(N * C, H * W)) / max(H * W, 1)).astype(x.dtype, copy=False)
     out = out.reshape((N, C, 1, 1) if keepdims else (N, C))
     return out, (x.shape, keepdims)
 
