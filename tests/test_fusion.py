@@ -233,6 +233,31 @@ def test_affine_silu_overflow_gives_the_rounded_limits_without_warnings():
     assert np.signbit(y[0, 0]) and np.signbit(y[0, 1])   # -0: the limit from below
 
 
+@pytest.mark.parametrize("shape", [(3, 5, 3, 7), (1, 4, 40, 33), (6, 3)])
+def test_affine_silu_on_halved_inputs_is_silu_of_twice_them(shape):
+    """halved=True (no_grad's folded convolution before SiLU's tanh chain, the chain's 1/2
+    folded into the weights): silu(2 * (x + shift)), where the tanh chain runs."""
+    from tinymobilenet.functional.activations import uses_tanh
+    if not uses_tanh(np.float32):
+        with pytest.raises(ValueError, match="halved"):
+            F.affine_activation(randn(*shape).astype(np.float32), None,
+                                np.zeros(shape[1], np.float32), "silu", halved=True)
+        return
+    x = (2 * randn(*shape, seed=1)).astype(np.float32)
+    shift = randn(shape[1], seed=3).astype(np.float32)
+    per_channel = (1, shape[1]) + (1,) * (len(shape) - 2)
+    want = F.silu_forward((2 * (x.astype(np.float64) + shift.reshape(per_channel))))[0]
+    got = F.affine_activation(x, None, shift, "silu", halved=True)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+    for bad in [dict(activation="relu"), dict(scale=np.ones(shape[1], np.float32))]:
+        kw = {"scale": None, "activation": "silu", **bad}
+        with pytest.raises(ValueError, match="halved"):
+            F.affine_activation(x, kw["scale"], shift, kw["activation"], halved=True)
+    with pytest.raises(ValueError, match="halved"):                 # float64 takes exp
+        F.affine_activation(x.astype(np.float64), None, shift, "silu", halved=True)
+
+
 def test_affine_activation_checks_its_vectors():
     with pytest.raises(ValueError, match=r"shift must have shape \(3,\)"):
         F.affine_activation(randn(2, 3, 4, 4), None, np.zeros(4))

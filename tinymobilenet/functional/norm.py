@@ -175,7 +175,7 @@ def batchnorm_affine(gamma, beta, mean, var, eps, dtype=None):
     return scale, (beta - mean * scale).astype(dtype, copy=False)
 
 
-def _affine_activate(act, xr, outr, scale, shift, sscale, sshift, tmp):
+def _affine_activate(act, xr, outr, scale, shift, sscale, sshift, tmp, halved=False):
     """``outr = f(xr * scale + shift)`` for one tile (``scale`` None: ``f(xr + shift)``),
     f the fused activation ``act`` or None; the vectors shaped by :func:`_per_value`. SiLU
     reads only ``sscale``, ``sshift`` (:func:`_silu_vectors`), the halves (the tanh chain)
@@ -189,11 +189,15 @@ def _affine_activate(act, xr, outr, scale, shift, sscale, sshift, tmp):
     ``outr = -1 - exp(t)`` and ``outr = t / outr``: four or five; z first and then
     :func:`.activations._silu_into` would take six. (For z -> -inf both give -0, the
     limit from below.) The others compute z (one or two passes) and then the activation
-    on it in place."""
+    on it in place. ``halved``: xr already holds ``z/2 - shift/2`` and ``sshift`` is the
+    half shift, so ``h`` is one add (see :func:`affine_activation`)."""
     kind = None if act is None else act[0]
     if kind == "silu" and uses_tanh(xr.dtype):
-        np.multiply(xr, 0.5 if sscale is None else sscale, out=tmp)  # h = z / 2
-        tmp += sshift
+        if halved:
+            np.add(xr, sshift, out=tmp)                              # h = z / 2
+        else:
+            np.multiply(xr, 0.5 if sscale is None else sscale, out=tmp)  # h = z / 2
+            tmp += sshift
         _silu_of_half(outr, tmp)
         return
     if kind == "silu":
@@ -223,7 +227,7 @@ def _silu_vectors(scale, shift):
     return None if scale is None else scale * factor, shift * factor
 
 
-def affine_activation(x, scale, shift, activation=None):
+def affine_activation(x, scale, shift, activation=None, *, halved=False):
     """``y = f(x * scale + shift)`` with ``scale`` and ``shift`` per channel (C,) and f one
     of batch norm's fused activations (``activation``: "relu", "relu6", "silu",
     "hardswish" or None); ``scale=None`` means 1.
@@ -236,9 +240,17 @@ def affine_activation(x, scale, shift, activation=None):
     weights it has multiplied by the batch norm's scale (or that already carry it, after
     ``models.fold_batchnorm``). Inference only: the gradient of the same map is
     :func:`batchnorm_backward` in eval mode.
+
+    ``halved=True`` (with ``scale=None``, SiLU and :func:`.activations.uses_tanh`): x holds
+    half of the pre-activation and ``shift`` is half the shift, ``y = silu(2 * (x +
+    shift))``. SiLU through tanh starts from ``h = z/2``; a caller that folds the 1/2 into
+    its convolution's weights, as ``nn.no_grad()`` does, saves this function a pass.
     """
     _check(x)
     act = _check_activation(activation, None)
+    if halved and not (scale is None and act == ("silu", None) and uses_tanh(x.dtype)):
+        raise ValueError("affine_activation: halved=True needs scale=None, activation='silu' "
+                         "and a dtype whose SiLU goes through tanh (activations.uses_tanh)")
     C = x.shape[1]
     x = np.ascontiguousarray(x)
     shift = np.asarray(shift, dtype=x.dtype)
@@ -247,10 +259,10 @@ def affine_activation(x, scale, shift, activation=None):
         if v is not None and v.shape != (C,):
             raise ValueError(f"affine_activation: {name} must have shape ({C},) for input "
                              f"{x.shape}, got {v.shape}")
-    return _affine_forward(x, scale, shift, act, *_channel_tiles(x))
+    return _affine_forward(x, scale, shift, act, *_channel_tiles(x), halved=halved)
 
 
-def _affine_forward(x, scale, shift, act, ct, tiles):
+def _affine_forward(x, scale, shift, act, ct, tiles, halved=False):
     """:func:`affine_activation` on checked arguments: contiguous x, vectors of x's dtype,
     ``act`` parsed by :func:`_check_activation`, the channel tiles of x."""
     N, C = x.shape[:2]
@@ -259,7 +271,8 @@ def _affine_forward(x, scale, shift, act, ct, tiles):
     silu = act is not None and act[0] == "silu"
     # SiLU's chain reads only its own vectors: the others are not repeated for nothing
     # (on narrow maps a repeat costs ~6 us a tile at batch 1)
-    sscale, sshift = _silu_vectors(scale, shift) if silu else (None, None)
+    sscale, sshift = (None, None) if not silu else (None, shift) if halved else \
+        _silu_vectors(scale, shift)
     if silu:
         scale = shift = None
 
@@ -273,7 +286,8 @@ def _affine_forward(x, scale, shift, act, ct, tiles):
 
             _affine_activate(act, _rows(x, c0, c1, L), _rows(out, c0, c1, L),
                              per_value(scale), per_value(shift), per_value(sscale),
-                             per_value(sshift), None if tmp is None else _tile(tmp, k, L))
+                             per_value(sshift), None if tmp is None else _tile(tmp, k, L),
+                             halved)
 
     run_tiles(work, tiles, size=x.size)
     return out

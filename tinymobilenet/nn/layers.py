@@ -134,10 +134,11 @@ class _BatchNorm(Module):
         return F.batchnorm_affine(self.weight.data, self.bias.data, self.running_mean,
                                   self.running_var, self.eps, dtype)
 
-    def _apply_affine(self, x, scale, shift, activation=None):
+    def _apply_affine(self, x, scale, shift, activation=None, halved=False):
         """``activation(x * scale + shift)`` (``scale`` None: 1) for ``nn.no_grad()``'s
-        folded convolution, which has already applied this layer's scale (:mod:`.fusion`)."""
-        return F.affine_activation(x, scale, shift, activation)
+        folded convolution, which has already applied this layer's scale (:mod:`.fusion`;
+        ``halved``: see ``F.affine_activation``)."""
+        return F.affine_activation(x, scale, shift, activation, halved=halved)
 
 
 class BatchNorm2d(_BatchNorm):

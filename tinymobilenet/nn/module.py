@@ -159,10 +159,13 @@ class Module:
     def _forget(self):
         """Drop what earlier forward passes of this module and its children cached, for a
         ``no_grad()`` pass that computes their output without calling their forward: a
-        stale cache would let backward run on another input instead of raising."""
-        for m in self.modules():
-            if "_cache" in m.__dict__:
-                m._cache = None
+        stale cache would let backward run on another input instead of raising. (A plain
+        recursion, not ``modules()``, whose dotted names cost ~0.5 ms an EfficientNet-B0
+        forward pass.)"""
+        if self.__dict__.get("_cache") is not None:
+            self._cache = None
+        for child in self._modules.values():
+            child._forget()
 
     def _cached(self, cache, what="backward"):
         """Return ``cache`` or raise a clear error if forward has not run yet (or ran
