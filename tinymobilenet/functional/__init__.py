@@ -6,13 +6,15 @@ first. Nothing here keeps state or imports :mod:`tinymobilenet.nn`.
     im2col          im2col / col2im: a convolution as one matrix product
     conv2d          standard convolution (any groups); naive twin, then im2col + matmul
     depthwise       one filter per channel; naive twin, then the dispatch to
-                    _depthwise_direct (K*K multiply-adds) or _depthwise_banded (BLAS)
+                    _depthwise_direct (K*K multiply-adds), _depthwise_banded (BLAS) or
+                    _depthwise_dense (one matrix per channel, tiny maps; BLAS)
     pointwise       1 x 1 convolution, a matmul
     norm            batch norm (optionally fused with a following ReLU/ReLU6)
     activations     ReLU, ReLU6, sigmoid, h-sigmoid, h-swish, SiLU
     squeeze_excitation  the excitation x * gate and its two-path backward
     pooling, linear, dropout, stochastic_depth, loss, grouped_linear
     tiling          cache-sized tiles and the threads that run them
+    reductions      sums and dot products along rows, in BLAS
 
 Files whose name starts with ``_`` hold fast paths a student can skip.
 """

@@ -30,8 +30,10 @@ __all__ = ["TILE_BYTES", "CHUNK", "num_threads", "set_num_threads", "split_rows"
 # when threads take turns), so tiles must not be too small either. Measured (the numbers:
 # tinymobilenet.bench's documentation): with a 512 KB L2 (AMD EPYC) 4 MB tiles, in the
 # shared L3, beat 1 MB ones by 1.2-2x; with a 2 MB L2 (Intel Xeon) 2 MB tiles beat 4 MB
-# by 5-9 % on whole networks. So: the L2's size where it holds at least 2 MB, else 4 MB;
-# TINYMOBILENET_TILE_BYTES overrides.
+# by 5-9 % on whole networks; with a 1 MB L2 (AMD EPYC, Zen 5) 4 MB tiles beat 1 MB and
+# 2 MB ones (MobileNetV2's training step 1.105x and 1.016x the time with those), and
+# batch norm alone with 16 MB tiles was 0.94x alone but 0.99-1.01x inside that step. So:
+# the L2's size where it holds at least 2 MB, else 4 MB; TINYMOBILENET_TILE_BYTES overrides.
 def _l2_bytes() -> int:
     """Size of one core's L2 cache (Linux sysfs), 0 where it cannot be read."""
     import glob
