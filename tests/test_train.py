@@ -499,7 +499,10 @@ def test_ctrl_c_saves_the_last_epoch_and_prints_the_command_that_resumes(tmp_pat
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "tinymobilenet.train", "--resolution", "8", "--epochs", "50",
            "--batch-size", "128", "--progress", "epoch", "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell that starts a job in the background with '&' hands it SIGINT ignored, and a
+    # Python started that way keeps it ignored: give the trainer a terminal's Ctrl-C
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in proc.stdout:                    # wait for the end of the first epoch
             if line.startswith("epoch 1/50"):
