@@ -118,14 +118,16 @@ BANDED_WIDTH = 6
 # The dense path spends H*W*Ho*Wo*(K*K + N) multiply-adds a channel (building each
 # channel's matrix, then the product) where the others spend N*Ho*Wo*K*K: it runs
 # where that is at most DENSE_WASTE times as many. Measured against the banded and
-# direct paths (forward, backward; one thread / two): batch 8 at 3x3 maps 0.12-0.19x /
-# 0.25-0.38x, 6x6 0.31-0.58x / 0.27-0.80x, 7x7 with a 5x5 kernel 0.55-0.68x / 0.80-0.84x;
-# batch 1 at 3x3 0.24-0.34x / 0.37-0.57x; but 2-4x slower at 12x12 and on one 6x6 image,
-# where the product is 16x and the matrices 40x the direct multiply-adds.
+# direct paths at one and two threads: batch 8 at 3x3 maps 0.12-0.19x the forward and
+# 0.25-0.38x the backward time, at 6x6 0.31-0.58x and 0.27-0.80x, at 7x7 with a 5x5
+# kernel 0.55-0.68x and 0.80-0.84x; batch 1 at 3x3 0.24-0.34x and 0.37-0.57x; but 2-4x
+# slower at 12x12 and on one 6x6 image, where the product is 16x and the matrices 40x
+# the direct multiply-adds.
 DENSE_WASTE = 12
 
 
 def _dense_pays(x_shape, K):
+    """Does the dense path spend at most DENSE_WASTE times the multiply-adds here?"""
     N, _, H, W = x_shape
     return K > 1 and H * W * (K * K + N) <= DENSE_WASTE * N * K * K
 
