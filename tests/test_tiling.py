@@ -65,6 +65,7 @@ def test_direct_depthwise_tiles_with_a_smaller_last_tile_match_naive(K, path, mo
     ref_grads = F.depthwise_conv2d_backward_naive(dout, ref_cache)
     g = _depthwise_direct.layout_for(x.shape, K, 1, p)
     monkeypatch.setattr(depthwise, "BANDED_WIDTH", 0)
+    monkeypatch.setattr(depthwise, "DENSE_WASTE", 0)                # the direct kernel only
     monkeypatch.setattr(tiling, "_MIN_PARALLEL", 10 ** 9)          # one thread
     seen = set()
     for budget in [2 ** e for e in range(8, 20)]:

@@ -71,8 +71,9 @@ def format_markdown(report: dict) -> str:
         ach = f"{r['achieved']:.1f} {r['unit']}" if r["achieved"] else "-"
         roof = f"{100 * r['roof_fraction']:.0f} %" if r["roof_fraction"] is not None else "-"
         torch_ms = "-" if r["torch_ms"] is None else f"{r['torch_ms']:.1f}"
+        spread = _spread(r)
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x" + (
-            "" if _spread(r) == "-" else f" ({_spread(r)})")
+            "" if spread == "-" else f" ({spread})")
         target = "" if r["target"] is None else f"<= {r['target']:.1f}x" + (
             "" if r["ratio"] is None else (" met" if r["ratio"] <= r["target"] else " **missed**"))
         lines.append(f"| {r['name']} | {r['ms']:.1f} | {ach} | {roof} | {torch_ms} | {ratio} "
