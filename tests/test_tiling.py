@@ -224,3 +224,42 @@ def test_tile_budget_follows_the_environment_and_the_l2(monkeypatch):
                      (3 << 20, 3 << 20), (32 << 20, 4 << 20), (0, 4 << 20)]:
         monkeypatch.setattr(tiling, "_l2_bytes", lambda: l2)
         assert tiling._default_tile_bytes() == want, l2
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_direct_depthwise_takes_the_blas_taps_exactly_when_its_tiles_run_on_one_thread(
+        stride, monkeypatch):
+    """The BLAS tap paths (matrix-vector products, tap columns) are for calls that run
+    on one thread; a call runs on one thread when ``threads_for`` the size it hands to
+    ``run_tiles`` says so. A stride-2 call's output is a quarter of its input: the
+    choice must be made on the size the call runs with, not the input's."""
+    from tinymobilenet.functional import _depthwise_direct
+    N, C, H, K, p = 1, 4, 16, 5, 2
+    x, w = randn(N, C, H, H, seed=1), randn(C, 1, K, K, seed=2)
+    Ho = F.conv_output_size(H, K, stride, p)
+    seen = []
+    real = tiling.run_tiles
+
+    def run_tiles(work, tiles, size=None):
+        seen.append(size)
+        return real(work, tiles, size=size)
+    monkeypatch.setattr(_depthwise_direct, "run_tiles", run_tiles)
+    old = tiling.num_threads()
+    tiling.set_num_threads(2)
+    try:
+        # between the output's and the input's size: the tiles run on one thread
+        monkeypatch.setattr(tiling, "_MIN_PARALLEL", N * C * Ho * Ho * K * K + 1)
+        blas = (_depthwise_direct.uses_matmul if stride == 1 else _depthwise_direct.uses_columns)
+        out = _depthwise_direct.forward(x, w, stride, p)
+        assert tiling.threads_for(seen[-1]) == 1
+        assert blas(x.shape, K, stride, p)
+        # at or below the output's size: two threads, and the per-tap path
+        monkeypatch.setattr(tiling, "_MIN_PARALLEL", N * C * Ho * Ho * K * K)
+        assert not blas(x.shape, K, stride, p)
+        out2 = _depthwise_direct.forward(x, w, stride, p)
+        assert tiling.threads_for(seen[-1]) == 2
+    finally:
+        tiling.set_num_threads(old)
+    ref, _ = F.depthwise_conv2d_forward_naive(x, w, None, stride, p)
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out2, ref, rtol=1e-12, atol=1e-12)

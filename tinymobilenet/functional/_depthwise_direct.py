@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .conv_geometry import PhaseGeometry, is_same_stride1
+from .conv_geometry import PhaseGeometry, conv_output_size, is_same_stride1
 from .reductions import row_dots
 from .tiling import run_tiles, scratch, split_rows, threads_for, tile_budget
 
@@ -216,15 +216,21 @@ def _multiply_add(acc, tmp, windows, weights):
 MATMUL_K = 3
 
 
-def _blas_taps(x_shape, K):
-    """Are the taps of a call summed in BLAS (K >= MATMUL_K, on one thread)?"""
+def _blas_taps(x_shape, K, stride, padding):
+    """Are the taps of a call summed in BLAS (K >= MATMUL_K, on one thread)? The call
+    runs on one thread when ``threads_for`` its size does, N*C*Ho*Wo*K*K (the size
+    :func:`forward` and :func:`backward` pass to ``run_tiles``). (Judged by the input's
+    size, stride-2 layers of 10-17M values at two threads ran their one-thread tiles
+    on the per-tap path: EfficientNet-B0's 5x5 layer at 56x56, batch 1, took 1.18 ms
+    instead of 0.60.)"""
     N, C, H, W = x_shape
-    return K >= MATMUL_K and threads_for(N * C * H * W * K * K) == 1
+    Ho, Wo = conv_output_size(H, K, stride, padding), conv_output_size(W, K, stride, padding)
+    return K >= MATMUL_K and threads_for(N * C * Ho * Wo * K * K) == 1
 
 
 def uses_matmul(x_shape, K, stride, padding):
     """Does a call take the matrix-vector path (see MATMUL_K)?"""
-    return is_same_stride1(K, stride, padding) and _blas_taps(x_shape, K)
+    return is_same_stride1(K, stride, padding) and _blas_taps(x_shape, K, stride, padding)
 
 
 # The phase layout (a stride, or padding other than "same") cannot use the K shifted
@@ -241,7 +247,7 @@ def uses_matmul(x_shape, K, stride, padding):
 # banded products (the columns: 1.07x at 14x14, 1.68x at batch 8).
 def uses_columns(x_shape, K, stride, padding):
     """Does a forward pass take the tap-columns path (see above)?"""
-    return not is_same_stride1(K, stride, padding) and _blas_taps(x_shape, K)
+    return not is_same_stride1(K, stride, padding) and _blas_taps(x_shape, K, stride, padding)
 
 
 def _tap_columns(windows, buf):
