@@ -58,12 +58,14 @@ def tap_matrix(H, W, K, stride, padding):
     return G.reshape(H * W * Ho * Wo, K * K)
 
 
-def _geometry(x_shape, K, stride, padding, itemsize, arrays):
+def _geometry(x_shape, K, stride, padding, itemsize, arrays, size):
+    """Shapes and channel tiles of a call that hands ``size`` to ``run_tiles`` (so that
+    the tiles are balanced for the threads the call runs on)."""
     N, C, H, W = x_shape
     Ho, Wo = conv_output_size(H, K, stride, padding), conv_output_size(W, K, stride, padding)
     # a tile's matrices (and dM in backward) plus its rows of x and out stay in cache
     per_channel = itemsize * (arrays * H * W * Ho * Wo + N * (H * W + Ho * Wo))
-    threads, budget = tile_budget(itemsize * N * C * H * W, size=N * C * H * W * K * K)
+    threads, budget = tile_budget(itemsize * N * C * H * W, size=size)
     ct = split_rows(C, per_channel, budget, balance=threads > 1)
     return N, C, H, W, Ho, Wo, ct, [(c0, min(C, c0 + ct)) for c0 in range(0, C, ct)]
 
@@ -71,7 +73,8 @@ def _geometry(x_shape, K, stride, padding, itemsize, arrays):
 def forward(x, w, stride, padding):
     """out (N, C, Ho, Wo) of x (N, C, H, W) and w (C, 1, K, K), no bias."""
     K = w.shape[2]
-    N, C, H, W, Ho, Wo, ct, tiles = _geometry(x.shape, K, stride, padding, x.itemsize, 1)
+    size = x.size * K * K
+    N, C, H, W, Ho, Wo, ct, tiles = _geometry(x.shape, K, stride, padding, x.itemsize, 1, size)
     G = _taps(H, W, K, stride, padding, x.dtype)
     out = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     xs = x.reshape(N, C, H * W).transpose(1, 0, 2)           # (C, N, H*W), a view
@@ -85,14 +88,15 @@ def forward(x, w, stride, padding):
             np.matmul(wk[c0:c1], G.T, out=m.reshape(c1 - c0, -1))
             np.matmul(xs[c0:c1], m, out=outs[c0:c1])
 
-    run_tiles(work, tiles, size=x.size * K * K)
+    run_tiles(work, tiles, size=size)
     return out
 
 
 def backward(dout, x, w, stride, padding):
     """(dx (N, C, H, W), dw (C, 1, K, K)) from dout (N, C, Ho, Wo)."""
     K = w.shape[2]
-    N, C, H, W, Ho, Wo, ct, tiles = _geometry(x.shape, K, stride, padding, x.itemsize, 2)
+    size = dout.size * K * K
+    N, C, H, W, Ho, Wo, ct, tiles = _geometry(x.shape, K, stride, padding, x.itemsize, 2, size)
     G = _taps(H, W, K, stride, padding, dout.dtype)
     dout = np.ascontiguousarray(dout)
     dx = np.empty(x.shape, dtype=dout.dtype)
@@ -113,5 +117,5 @@ def backward(dout, x, w, stride, padding):
             np.matmul(xs[c0:c1].transpose(0, 2, 1), ds[c0:c1], out=dm)
             np.matmul(dm.reshape(k, -1), G, out=dw[c0:c1])
 
-    run_tiles(work, tiles, size=dout.size * K * K)
+    run_tiles(work, tiles, size=size)
     return dx, dw.reshape(C, 1, K, K)
