@@ -52,8 +52,8 @@ def rng():
 def depthwise_path(request, monkeypatch):
     """Run a depthwise test five times: every case through the dense per-channel
     matrices, through the banded-matrix kernel, then through the direct kernels, first with a
-    product and an add per tap, then with each kernel row's taps as matrix-vector
-    products wherever that path applies (stride-1 "same" from K = 3 on, as by default),
+    product and an add per tap, then with the taps as one BLAS matrix product per
+    channel wherever that path applies (stride-1 "same" from K = 3 on, as by default),
     with the tap matrices' column shifts copied for the whole tile (as small maps are by
     default) and channel by channel (as large maps are). The default picks by width, so
     small test images would otherwise never reach the direct kernels."""

@@ -9,9 +9,10 @@ back in one flat row, and kernel tap (i, j) reads a *flat shift* of that row
 (:class:`DirectLayout`). Notation: see :mod:`.conv_geometry`.
 
 Three ways to sum the taps over a tile: a product and an in-place add per tap
-(:func:`_multiply_add`, any layout); for stride 1 "same" padding, each kernel row's K
-taps as one (1 x K) @ (K x L) product per channel in BLAS on K shifted copies of the tile
-(:func:`_tap_matrices`, :func:`_correlate`); in the phase layout's forward pass, the K*K
+(:func:`_multiply_add`, any layout); for stride 1 "same" padding, one (K x K) @ (K x L')
+product per channel in BLAS on K shifted copies of the tile, then its K rows summed, each
+moved by its kernel row (:func:`_column_shifts`, :func:`_correlate`); in the phase
+layout's forward pass, the K*K
 windows copied into columns and one (1 x K*K) @ (K*K x L) product per channel
 (:func:`_tap_columns`). The last two make fewer passes over memory, with BLAS's fused
 multiply-adds (from K = ``MATMUL_K`` on, on one thread).
@@ -86,7 +87,7 @@ class PitchedLayout(DirectLayout):
     The channels' rows are themselves stored back to back, ``nt*S`` values apart, each
     channel's trailing lead zeros being the next one's leading ones (the lead zeros are
     the p zero rows and p zero columns that end every image): the whole tile is one
-    flat row, so that :func:`_tap_matrices` can copy each column shift of a tile in one
+    flat row, so that :func:`_column_shifts` can copy each column shift of a tile in one
     contiguous copy, not one per channel (see ``FLAT_SHIFTS``).
     """
 
@@ -200,9 +201,9 @@ def _multiply_add(acc, tmp, windows, weights):
             acc += tmp
 
 
-# From this kernel size on, stride 1 "same" padding runs each kernel row's taps as one
-# matrix-vector product per channel in BLAS (:func:`_correlate`) instead of a product
-# and an add per tap (:func:`_multiply_add`). Memory traffic per output value, K = 3 / 5:
+# From this kernel size on, stride 1 "same" padding runs the taps as a matrix product
+# per channel in BLAS (:func:`_correlate`; measured when it was still one matrix-vector
+# product per kernel row) instead of a product and an add per tap (:func:`_multiply_add`). Memory traffic per output value, K = 3 / 5:
 # 24 / 52 array passes against 45 / 125. Measured at one thread, forward / backward time
 # against the per-tap path: on EfficientNet-B0 shapes (batch 1 at 224 px, batch 8 at 96
 # px) 5x5 0.35-0.66x / 0.50-0.75x on an Intel Xeon and an AMD EPYC (Zen 4); 3x3 0.8-1.2x /
@@ -261,7 +262,7 @@ def _tap_columns(windows, buf):
 
 
 # Rows of at most this many values have their column shifts copied for the whole tile at
-# once (see _tap_matrices), longer ones channel by channel, which keeps each channel's K
+# once (see _column_shifts), longer ones channel by channel, which keeps each channel's K
 # shifted rows together in memory. Measured at one thread, batch 1, each pair in turn in
 # one process, forward / backward time against copies channel by channel: 7x7 and 14x14
 # maps with 480-1152 channels 0.90-0.98x / 0.89-0.97x, 28x28 0.96-1.0x / 0.94-0.97x; but
@@ -269,62 +270,72 @@ def _tap_columns(windows, buf):
 FLAT_SHIFTS = 1024
 
 
-def _tap_matrices(src, K, pitch, L, buf):
-    """The K*K windows of a pitched buffer ``src`` (k, >= L + 2*lead), rows S values
-    apart, as a read-only view (k, K, K, L), ``taps[c, i, j, q] = src[c, i*pitch + j + q]``,
-    for BLAS.
+def _column_shifts(src, K, pitch, L, buf):
+    """The K column shifts of a pitched buffer ``src`` (k, >= L + 2*lead), rows S values
+    apart, as a read-only view (k, K, Lz), ``shifts[c, j, q] = src[c, j + q]``, Lz = L +
+    (K-1)*pitch: every value kernel column j of channel c reads, for all K kernel rows.
 
-    A window straight out of ``src`` has rows one value apart, which BLAS cannot take,
-    so the K column shifts are first copied into ``buf``, one contiguous copy each. Short
-    rows (L <= ``FLAT_SHIFTS``) are copied for the whole tile at once, read as one flat
-    run from ``src[0, 0]``: ``rows[j, :] = flat[j:j + R]``, R = (k-1)*S + L + (K-1)*pitch,
-    and kernel row i of channel c is the K x L matrix at offset c*S + i*pitch with rows
-    R apart. Long ones channel by channel: ``rows[c, j, :] = src[c, j:j + R]``,
-    R = L + (K-1)*pitch, and kernel row i of channel c is at offset i*pitch of
-    ``rows[c]``."""
+    A shift straight out of ``src`` has rows one value apart, which BLAS cannot take, so
+    the K shifts are first copied into ``buf``, one contiguous copy each. Short rows
+    (L <= ``FLAT_SHIFTS``) are copied for the whole tile at once, read as one flat run
+    from ``src[0, 0]``: ``rows[j, :] = flat[j:j + R]``, R = (k-1)*S + Lz, and channel c
+    is the K x Lz matrix at offset c*S with rows R apart. Long ones channel by channel:
+    ``rows[c, j, :] = src[c, j:j + Lz]``."""
     k, isz = src.shape[0], src.itemsize
+    Lz = L + (K - 1) * pitch
     if L <= FLAT_SHIFTS:
         S = src.strides[0] // isz
-        R = (k - 1) * S + L + (K - 1) * pitch
+        R = (k - 1) * S + Lz
         flat = np.lib.stride_tricks.as_strided(src, (R + K - 1,), (isz,), writeable=False)
         rows = buf[:K * R].reshape(K, R)
         for j in range(K):
             rows[j] = flat[j:j + R]
-        strides = (S * isz, pitch * isz, R * isz, isz)
+        strides = (S * isz, R * isz, isz)
     else:
-        R = L + (K - 1) * pitch
-        rows = buf[:k * K * R].reshape(k, K, R)
+        rows = buf[:k * K * Lz].reshape(k, K, Lz)
         for j in range(K):
-            rows[:, j] = src[:, j:j + R]
-        strides = (rows.strides[0], pitch * isz, rows.strides[1], isz)
-    return np.lib.stride_tricks.as_strided(rows, (k, K, K, L), strides, writeable=False)
+            rows[:, j] = src[:, j:j + Lz]
+        strides = rows.strides
+    return np.lib.stride_tricks.as_strided(rows, (k, K, Lz), strides, writeable=False)
 
 
-def _correlate(acc, w3, taps, prod_buf):
-    """``acc (k, L) = sum_{i,j} w3[:, i, j] * taps[:, i, j]``: per channel and kernel
-    row a (1 x K) @ (K x L) product, all in one ``np.matmul`` (BLAS, one pass with fused
-    multiply-adds), then the K rows' products summed."""
-    k, K, L = w3.shape[0], w3.shape[1], acc.shape[1]
-    # the products kernel row first, (K, k, L): each row's products are one contiguous
-    # run, and so are the adds when acc is (at batch 1, 7x7 to 112x112 maps: the
-    # correlation in 0.80-0.91x the time of a (k, K, L) layout, whose adds loop over k
-    # rows of L values)
-    prod = prod_buf[:K * k * L].reshape(K, k, 1, L)
+def _tap_matrices(shifts, pitch, L):
+    """The K*K windows of a tile as a read-only view (k, K, K, L) of its column shifts
+    (:func:`_column_shifts`), ``taps[c, i, j, q] = shifts[c, j, i*pitch + q]`` =
+    ``src[c, i*pitch + j + q]``: kernel row i is the shifts moved on by i rows."""
+    (k, K, _), (sc, sj, sq) = shifts.shape, shifts.strides
+    return np.lib.stride_tricks.as_strided(shifts, (k, K, K, L), (sc, pitch * sq, sj, sq),
+                                           writeable=False)
+
+
+def _correlate(acc, w3, shifts, pitch, prod_buf):
+    """``acc (k, L) = sum_{i,j} w3[:, i, j] * src[:, i*pitch + j:][:L]`` from the column
+    shifts (k, K, Lz) of src (:func:`_column_shifts`): per channel one (K x K) @ (K x Lz)
+    product in BLAS (one pass with fused multiply-adds, all kernel columns summed), whose
+    row i holds kernel row i's sum at every shift; then kernel row i's share of output q
+    is that row at ``q + i*pitch``, and the K rows are summed.
+
+    (Each kernel row as its own (1 x K) @ (K x L) product took K times the BLAS calls,
+    each with a fixed cost: at one thread, batch 1, the correlation took 0.65x the time
+    this way on 1152 channels at 7x7 (5x5 kernel), 0.81x on 672 at 14x14, 0.88-0.93x on
+    28x28 to 112x112 maps.)"""
+    k, K, Lz = shifts.shape
+    L = acc.shape[1]
+    prod = prod_buf[:k * K * Lz].reshape(k, K, Lz)
     # contiguous weights: np.matmul runs its own (2-3x slower) loops on a strided or
     # flipped operand instead of BLAS
-    np.matmul(np.ascontiguousarray(w3)[:, :, None, :], taps, out=prod.transpose(1, 0, 2, 3))
-    flat = acc.flags.c_contiguous
-    rows, out = (prod.reshape(K, k * L), acc.reshape(-1)) if flat else (prod[:, :, 0], acc)
-    np.add(rows[0], rows[1], out=out)
+    np.matmul(np.ascontiguousarray(w3), shifts, out=prod)
+    np.add(prod[:, 0, :L], prod[:, 1, pitch:pitch + L], out=acc)
     for i in range(2, K):
-        out += rows[i]
+        acc += prod[:, i, i * pitch:i * pitch + L]
 
 
 def _matmul_buffers(g, nt, ct, dtype):
-    """Scratch for :func:`_tap_matrices` and :func:`_correlate` of one tile."""
+    """Scratch for :func:`_column_shifts` and :func:`_correlate` of one tile."""
     span, K = nt * g.grid, g.K
+    Lz = span + (K - 1) * g.pitch
     return (scratch("dw_rows", (K * (ct * (span + 2 * g.lead) + (K - 1) * g.pitch),), dtype),
-            scratch("dw_prod", (ct * K * span,), dtype))
+            scratch("dw_prod", (ct * K * Lz,), dtype))
 
 
 def forward(x, w, stride, padding):
@@ -356,8 +367,8 @@ def forward(x, w, stride, padding):
             g.scatter(xq, x[n0:n1, c0:c1], m, k)
             a = acc[:k, :m * g.grid]
             if matmul:
-                _correlate(a, w[c0:c1, 0], _tap_matrices(xq[:k], K, g.pitch, a.shape[1], rows),
-                           prod)
+                _correlate(a, w[c0:c1, 0], _column_shifts(xq[:k], K, g.pitch, a.shape[1], rows),
+                           g.pitch, prod)
             elif columns:                                  # (k, 1, K*K) @ (k, K*K, L)
                 np.matmul(wcols[c0:c1], _tap_columns(g.windows(xq, m, k), buf),
                           out=a[:, None, :])
@@ -422,10 +433,10 @@ def backward(dout, x, w, stride, padding):
             dw = dw_tiles[n0 // nt, c0:c1]                 # (k, K, K)
             if matmul:
                 L = d.shape[1]
-                taps = _tap_matrices(xq[:k], K, g.pitch, L, rows)
+                taps = _tap_matrices(_column_shifts(xq[:k], K, g.pitch, L, rows), g.pitch, L)
                 dw[...] = np.matmul(taps, d.reshape(k, 1, L, 1))[..., 0]
                 _correlate(a, w[c0:c1, 0, ::-1, ::-1],
-                           _tap_matrices(dq[:k], K, g.pitch, L, rows), prod)
+                           _column_shifts(dq[:k], K, g.pitch, L, rows), g.pitch, prod)
                 dx[n0:n1, c0:c1] = g.outputs(acc, m, k)
                 continue
             t, wts = tmp[:k, :m * g.grid], wk[c0:c1].T[:, :, None]   # wts: (K*K, k, 1)

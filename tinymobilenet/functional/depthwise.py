@@ -22,8 +22,8 @@ round-off; the tests run each against the definition):
 - :mod:`._depthwise_banded`: maps at most ``BANDED_WIDTH * K`` pixels wide (the 14x14 and
   7x7 layers) as banded matrix products in BLAS;
 - :mod:`._depthwise_direct`: wider maps as K*K multiply-adds on cache-sized tiles; at
-  stride 1 with "same" padding each kernel row's taps as one matrix-vector product per
-  channel in BLAS, which also takes the narrow maps of a single image (see :func:`_path`).
+  stride 1 with "same" padding the taps as one small matrix product per channel in
+  BLAS, which also takes the narrow maps of a single image (see :func:`_path`).
 """
 
 from __future__ import annotations
@@ -138,7 +138,8 @@ def _path(x_shape, K, stride, padding):
     ``BANDED_WIDTH * K`` pixels wide, else the direct kernels.
 
     Stride-1 "same" kernels of K >= ``_depthwise_direct.MATMUL_K`` have a third option,
-    the direct path with each kernel row's taps as matrix-vector products in BLAS: it
+    the direct path with the taps as matrix products in BLAS (then one matrix-vector
+    product per kernel row; one (K x K) @ (K x L) product per channel since): it
     beats the banded products on one image (5x5, one thread: 0.74-1.01x the forward and
     0.58-0.82x the backward time at 7-24 px; 3x3 on an AMD Zen 5: 0.95-0.99x / 0.79-0.99x
     at 7 and 14 px, 0.82x / 0.66-0.73x with cold caches) and, for 5x5, from 4K pixels
