@@ -138,15 +138,17 @@ def _path(x_shape, K, stride, padding):
     ``BANDED_WIDTH * K`` pixels wide, else the direct kernels.
 
     Stride-1 "same" kernels of K >= ``_depthwise_direct.MATMUL_K`` have a third option,
-    the direct path with the taps as matrix products in BLAS (then one matrix-vector
-    product per kernel row; one (K x K) @ (K x L) product per channel since): it
-    beats the banded products on one image (5x5, one thread: 0.74-1.01x the forward and
-    0.58-0.82x the backward time at 7-24 px; 3x3 on an AMD Zen 5: 0.95-0.99x / 0.79-0.99x
-    at 7 and 14 px, 0.82x / 0.66-0.73x with cold caches) and, for 5x5, from 4K pixels
-    wide (0.79-1.0x at 24 and 28 px, batch 8), but not on smaller maps in a batch (5x5:
-    0.94-2.28x at 3-14 px, batch 8; 3x3: 1.11-1.41x at 12 px), where the banded products
-    stack the images into longer ones; and only on one thread (on two, BLAS spreads the
-    banded products over both cores: 0.6-0.7x)."""
+    the direct path with the taps as matrix products in BLAS. Measured when it made one
+    matrix-vector product per kernel row, it beat the banded products on one image (5x5,
+    one thread: 0.74-1.01x the forward and 0.58-0.82x the backward time at 7-24 px; 3x3
+    on an AMD Zen 5: 0.95-0.99x / 0.79-0.99x at 7 and 14 px, 0.82x / 0.66-0.73x with
+    cold caches) and, for 5x5, from 4K pixels wide (0.79-1.0x at 24 and 28 px, batch 8),
+    but not on smaller maps in a batch (5x5: 0.94-2.28x at 3-14 px, batch 8; 3x3:
+    1.11-1.41x at 12 px), where the banded products stack the images into longer ones;
+    and only on one thread (on two, BLAS spreads the banded products over both cores:
+    0.6-0.7x). With one (K x K) @ (K x L) product per channel (Zen 5, one thread, forward):
+    0.66-0.77x at 7x7 and 14x14 on one image, still 1.05x at 7x7 and 1.15-1.28x at 14x14
+    in a batch of 8 or 16, so the rule stands."""
     N, W = x_shape[0], x_shape[3]
     if _dense_pays(x_shape, K):
         return _depthwise_dense
