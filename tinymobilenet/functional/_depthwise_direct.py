@@ -13,8 +13,8 @@ Three ways to sum the taps over a tile: a product and an in-place add per tap
 product per channel in BLAS on K shifted copies of the tile, then its K rows summed, each
 moved by its kernel row (:func:`_column_shifts`, :func:`_correlate`); in the phase
 layout's forward pass, the K*K windows copied into columns and one (1 x K*K) @ (K*K x L)
-product per channel (:func:`_tap_columns`). The last two make fewer passes over memory, with BLAS's fused
-multiply-adds (from K = ``MATMUL_K`` on, on one thread).
+product per channel (:func:`_tap_columns`). The last two make fewer passes over memory,
+with BLAS's fused multiply-adds (from K = ``MATMUL_K`` on, on one thread).
 """
 
 from __future__ import annotations
@@ -203,9 +203,9 @@ def _multiply_add(acc, tmp, windows, weights):
 # From this kernel size on, stride 1 "same" padding runs the taps as a matrix product
 # per channel in BLAS (:func:`_correlate`) instead of a product and an add per tap
 # (:func:`_multiply_add`); measured below when it was still one matrix-vector product per
-# kernel row. Memory traffic per output value then, K = 3 / 5: 24 / 52 array passes against
-# 45 / 125. Measured at one thread, forward / backward time
-# against the per-tap path: on EfficientNet-B0 shapes (batch 1 at 224 px, batch 8 at 96
+# kernel row. Memory traffic per output value then, K = 3 / 5: 24 / 52 array passes
+# against 45 / 125. Measured at one thread, forward / backward time against the per-tap
+# path: on EfficientNet-B0 shapes (batch 1 at 224 px, batch 8 at 96
 # px) 5x5 0.35-0.66x / 0.50-0.75x on an Intel Xeon and an AMD EPYC (Zen 4); 3x3 0.8-1.2x /
 # 0.9-1.3x there, but on an AMD EPYC of the next generation (Zen 5; each pair timed in
 # turn, 40 rounds, medians of the ratios) 3x3 at batch 1 0.56-0.77x / 0.75-0.94x from
