@@ -299,8 +299,8 @@ def _column_shifts(src, K, pitch, L, buf):
     return np.lib.stride_tricks.as_strided(rows, (k, K, Lz), strides, writeable=False)
 
 
-def _tap_grad(shifts, d, pitch, buf):
-    """dw (k, K, K) of a tile from the column shifts (k, K, Lz) of its input
+def _tap_grad(shifts, d, pitch, buf, out):
+    """``out`` (k, K, K) = dw of a tile from the column shifts (k, K, Lz) of its input
     (:func:`_column_shifts`) and dout on its output grid d (k, L):
     ``dw[c, i, j] = sum_q d[c, q] * src[c, i*pitch + j + q]``. d is copied K times into
     the rows of ``buf`` (k, K, Lz), row i moved on by i*pitch (zeros around it), so that
@@ -314,7 +314,7 @@ def _tap_grad(shifts, d, pitch, buf):
         rows[:, i, :i * pitch] = 0
         rows[:, i, i * pitch:i * pitch + L] = d
         rows[:, i, i * pitch + L:] = 0
-    return np.matmul(rows, shifts.transpose(0, 2, 1))
+    np.matmul(rows, shifts.transpose(0, 2, 1), out=out)
 
 
 def _correlate(acc, w3, shifts, pitch, prod_buf):
@@ -444,8 +444,7 @@ def backward(dout, x, w, stride, padding):
             dw = dw_tiles[n0 // nt, c0:c1]                 # (k, K, K)
             if matmul:
                 L = d.shape[1]
-                dw[...] = _tap_grad(_column_shifts(xq[:k], K, g.pitch, L, rows), d, g.pitch,
-                                    prod)
+                _tap_grad(_column_shifts(xq[:k], K, g.pitch, L, rows), d, g.pitch, prod, dw)
                 _correlate(a, w[c0:c1, 0, ::-1, ::-1],
                            _column_shifts(dq[:k], K, g.pitch, L, rows), g.pitch, prod)
                 dx[n0:n1, c0:c1] = g.outputs(acc, m, k)
