@@ -229,7 +229,7 @@ def test_tile_budget_follows_the_environment_and_the_l2(monkeypatch):
 @pytest.mark.parametrize("stride", [1, 2])
 def test_direct_depthwise_takes_the_blas_taps_exactly_when_its_tiles_run_on_one_thread(
         stride, monkeypatch):
-    """The BLAS tap paths (matrix-vector products, tap columns) are for calls that run
+    """The BLAS tap paths (one product per channel, tap columns) are for calls that run
     on one thread; a call runs on one thread when ``threads_for`` the size it hands to
     ``run_tiles`` says so. A stride-2 call's output is a quarter of its input: the
     choice must be made on the size the call runs with, not the input's."""

@@ -230,7 +230,7 @@ def _blas_taps(x_shape, K, stride, padding):
 
 
 def uses_matmul(x_shape, K, stride, padding):
-    """Does a call take the matrix-vector path (see MATMUL_K)?"""
+    """Does a call take the BLAS product path (see MATMUL_K, :func:`_correlate`)?"""
     return is_same_stride1(K, stride, padding) and _blas_taps(x_shape, K, stride, padding)
 
 
