@@ -157,6 +157,23 @@ def test_profile_cli_and_bad_model():
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--profile" in out.stderr
 
 
+@pytest.mark.parametrize("argv, words", [
+    (["--batch", "4"], "--batch: only with --profile MODEL"),
+    (["--train", "--resolution", "96"], "--resolution, --train: only with --profile MODEL"),
+    (["--plot", "x.png"], "--plot draws the ratios to PyTorch: it needs --compare torch"),
+    (["--only", "no such op", "--quick"], "--only: no operation of the all suite (--quick) has "
+                                          "'no such op' in its name; the names: pointwise"),
+    (["--only"], "expected at least one argument"),
+    (["--threads", "1000"], "--threads: must be <= 256"),
+])
+def test_a_bad_command_line_is_one_line_and_exit_2_before_any_timing(argv, words, capsys):
+    from tinymobilenet.bench.__main__ import main
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_threads_reach_blas_and_are_restored():
     """--threads 1 must put BLAS on one thread too, or a one-thread comparison would time
     our matrix products on every core; the count is read back from the library itself."""

@@ -2,7 +2,8 @@
 
 For each operation (forward + backward, float32) it prints the median time over repeated
 runs after a warm-up, what that achieves, and how close it is to what *this machine* can
-do, measured on the spot by two probes, a tiny roofline model:
+do, measured on the spot by two probes (the best of a few calls each: a busy machine only
+ever slows a call down), a tiny roofline model:
 
     matmul probe   a large float32 matrix product: the peak GFLOP/s of the BLAS
     copy probe     a large array copy on the kernels' threads: the peak GB/s of memory
@@ -53,9 +54,9 @@ from __future__ import annotations
 from .cases import TARGETS, Case, cases
 from .memory import memory_report, peak_memory
 from .report import format_markdown, format_table, plot_ratios
-from .timing import SETTLE, WARMUP, Result, machine_peaks, median_time, run
+from .timing import SETTLE, WARMUP, Result, best_time, machine_peaks, median_time, run
 
-__all__ = ["Case", "cases", "machine_peaks", "median_time", "run", "format_table", "format_markdown",
+__all__ = ["Case", "cases", "best_time", "machine_peaks", "median_time", "run", "format_table", "format_markdown",
            "plot_ratios", "peak_memory", "memory_report", "Result", "TARGETS", "SETTLE",
            "WARMUP", "main"]
 

@@ -33,14 +33,16 @@ def build_parser():
     p.add_argument("--format", choices=["table", "json", "markdown"], default="table",
                    help="how to print the report")
     p.add_argument("--quick", action="store_true", help="tiny shapes, few repeats (smoke test)")
-    p.add_argument("--threads", type=number(int, 1), default=None,
+    p.add_argument("--threads", type=number(int, 1, 256), default=None,
                    help="threads for ours, BLAS and torch (default: "
                         "tinymobilenet.functional.tiling.num_threads())")
     p.add_argument("--repeats", type=number(int, 1), default=None,
                    help="timed rounds per operation (default 7, 3 with --quick; more "
                         "rounds, a steadier median on a busy machine)")
-    p.add_argument("--only", nargs="*", default=None, metavar="TEXT",
-                   help="run only operations whose name contains one of these")
+    p.add_argument("--only", nargs="+", default=None, metavar="TEXT",
+                   help="run only operations whose name contains one of these (e.g. "
+                        "'depthwise' or 'b0 inference 224px batch 1'; a text no name "
+                        "contains is an error that lists the names)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory report")
     p.add_argument("--plot", metavar="PNG", default=None,
                    help="also draw the ratios (needs --compare), or the profile")
@@ -50,7 +52,8 @@ def build_parser():
                    help="time per layer type of one network: " + ", ".join(MODEL_NAMES))
     g.add_argument("--resolution", type=number(int, 8, 1024), default=None,
                    help="profile: input size (default: the model's own)")
-    g.add_argument("--batch", type=number(int, 1, 1024), default=8, help="profile: batch size")
+    g.add_argument("--batch", type=number(int, 1, 1024), default=None,
+                   help="profile: batch size (default: 8)")
     g.add_argument("--train", action="store_true",
                    help="profile a training step (default: eval inference)")
     return p
@@ -61,7 +64,7 @@ def _profile(args):
     from .. import blas
     from ..functional import tiling
     with blas.threads(args.threads or tiling.num_threads()):
-        p = profile(args.profile, args.resolution, args.batch, args.train,
+        p = profile(args.profile, args.resolution, args.batch or 8, args.train,
                     repeats=args.repeats or 5)
     if args.plot:
         import matplotlib.pyplot as plt
@@ -84,6 +87,22 @@ def main(argv=None) -> int:
                          "(pip install torch torchvision)")
     if args.profile:
         return _profile(args)
+    profile_only = [o for o, given in (("--resolution", args.resolution is not None),
+                                       ("--batch", args.batch is not None),
+                                       ("--train", args.train)) if given]
+    if profile_only:
+        parser.error(f"{', '.join(profile_only)}: only with --profile MODEL (the timing "
+                     f"table's shapes are fixed)")
+    if args.plot and not args.compare:
+        parser.error("--plot draws the ratios to PyTorch: it needs --compare torch "
+                     "(or --profile MODEL)")
+    if args.only:
+        from .cases import cases
+        names = [c.name for c in cases(args.quick, args.suite)]
+        if not any(text in name for name in names for text in args.only):
+            parser.error(f"--only: no operation of the {args.suite} suite"
+                         f"{' (--quick)' * args.quick} has {' or '.join(map(repr, args.only))} "
+                         f"in its name; the names: {'; '.join(names)}")
     from .timing import run
     progress = None
     if args.format == "table":

@@ -21,8 +21,10 @@ between its children. Each exclusive time goes to one category:
     loss and update                                 cross-entropy and the SGD step
     other                                           containers' Python, dropout, flatten
 
-The sum of the parts is compared with the time of the same step without timers, and the
-difference (the timers' own cost) is reported as not attributed. A training step runs as
+The parts are those of the timed step of median length, so they add up to that step;
+their sum is compared with the median time of the same step without timers, and the
+difference (the timers' own cost, and on a busy machine its noise) is reported as not
+attributed. A training step runs as
 the trainer runs it, each BatchNorm fused with the activation after it (its time is then
 "batch norm"); inference runs as the benchmark's inference cases do, the model as built
 inside ``nn.no_grad()``, where each BatchNorm's scale is folded into the convolution
@@ -154,9 +156,10 @@ def _step(model, x, y, train, lr=1e-4):
 
 def profile(name, resolution=None, batch=8, train=False, repeats=5, seed=0) -> dict:
     """Profile ``models.get_model(name)`` (1000 classes) on random images (batch, 3, R, R):
-    a training step with ``train``, else eval inference. Returns per category the median
-    exclusive milliseconds per step, the share of the time and the share of the MACs, the
-    time of the whole step without timers, and the part not attributed."""
+    a training step with ``train``, else eval inference. Returns per category the exclusive
+    milliseconds of the timed step of median length (of ``repeats``), the share of that
+    step and the share of the MACs; the median time of the whole step without timers, and
+    the part not attributed (the difference: the timers' cost, and the machine's noise)."""
     from .. import models
     from ..count import default_resolution, summary
     R = resolution or default_resolution(name)
@@ -202,8 +205,12 @@ def profile(name, resolution=None, batch=8, train=False, repeats=5, seed=0) -> d
             # the step's own Python outside the model (the loop above, the loss call)
             cat["other"] += total - timers.inclusive[id(model)] - extra[0]
             per_step.append((dict(cat), total))
-    ms = {c: 1e3 * float(np.median([s[0].get(c, 0.0) for s in per_step])) for c in CATEGORIES}
-    instrumented = 1e3 * float(np.median([s[1] for s in per_step]))
+    # The parts of one step add up to that step. Medians taken per category would not: on a
+    # busy machine a stall lands in a different category each step, and their sum can
+    # exceed every step. So the parts are those of the step of median length.
+    cat, total = sorted(per_step, key=lambda s: s[1])[(len(per_step) - 1) // 2]
+    ms = {c: 1e3 * cat.get(c, 0.0) for c in CATEGORIES}
+    instrumented = 1e3 * total
     plain = 1e3 * float(np.median(whole))
     s = summary(model, (batch, 3, R, R))
     macs = defaultdict(int)
@@ -244,7 +251,8 @@ def format_profile(p: dict) -> str:
     lines += ["-" * 48,
               f"{'sum of the parts':22s} {p['attributed_ms']:9.2f}",
               f"{'not attributed':22s} {p['not_attributed_ms']:9.2f}   (step without timers "
-              f"minus the sum; with timers the step took {p['instrumented_ms']:.1f} ms)"]
+              f"minus the sum: the timers' cost; the parts are those of the timed step of "
+              f"median length)"]
     return "\n".join(lines)
 
 
@@ -269,7 +277,7 @@ def plot_profile(p: dict, path=None, ax=None):
         ax.text(100 * c["mac_share"] + 0.5, yi - 0.2, f"{100 * c['mac_share']:.0f}%",
                 va="center", fontsize=7)
     ax.set_yticks(y, [c["category"] for c in cats], fontsize=8)
-    ax.set_xlabel("percent of the step")
+    ax.set_xlabel("percent of the timed step, percent of the MACs")
     mode = "training step" if p["train"] else "inference"
     threads = p.get("threads")
     ax.set_title(f"{p['model']} {mode}, {p['resolution']} px, batch {p['batch']}"
