@@ -373,6 +373,15 @@ def test_a_wrong_shape_is_named_with_the_layout():
     assert "b_folded has shape (3,), expected (4,)" in r.message
 
 
+def test_a_shape_in_another_order_says_so_in_the_hint():
+    def transposed_im2col(x, K, stride, padding):       # (N, C, Ho, Wo, K, K)
+        return np.ascontiguousarray(solutions.im2col(x, K, stride, padding)
+                                    .transpose(0, 1, 4, 5, 2, 3))
+    r = exercises.check_im2col(transposed_im2col)
+    assert not r.ok and "col has shape" in r.message
+    assert r.hint.startswith("the sizes are right but in another order") and "(N, C, K, K, Ho, Wo)" in r.hint
+
+
 def test_integers_are_expected_where_the_answer_is_a_count():
     r = exercises.check_conv_output_size(lambda size, k, s, p: (size + 2 * p - k) / s + 1)
     assert "expected an integer, got the float" in r.message and "//" in r.message

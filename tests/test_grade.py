@@ -217,6 +217,47 @@ def test_a_chapter_notebook_runs_its_definitions_only(tmp_path):
     assert "not implemented" in r["im2col"]["message"]     # the handout's stub
 
 
+def test_a_chapter_notebook_is_graded_on_its_own_chapter_unless_told(tmp_path):
+    nb = nbformat.read(ROOT / "notebooks" / "03_depthwise_and_pointwise.ipynb", as_version=4)
+    path = tmp_path / "renamed by the student.ipynb"   # found by what it defines, not its name
+    nbformat.write(nb, path)
+    (py := tmp_path / "answers.py").write_text(SOLUTIONS.read_text())
+    chapter3 = [e for e in registry.EXERCISES if e.chapter == 3]
+    report = grade.grade([path, py], timeout=30.0)
+    nb_report, py_report = report["files"]
+    assert nb_report["chapters"] == [3]
+    assert [r["exercise"] for r in nb_report["exercises"]] == [e.name for e in chapter3]
+    assert nb_report["max_points"] == sum(e.points for e in chapter3)
+    assert py_report["max_points"] == TOTAL_POINTS                # a .py file: every chapter
+    table = grade.render_table(report)
+    assert f"{path} (chapter 3): 0 / {nb_report['max_points']} points" in table
+    assert f"{py}: {TOTAL_POINTS} / {TOTAL_POINTS} points" in table
+    told = grade.grade([path], chapter=1, timeout=30.0)["files"][0]   # --chapter wins
+    assert told["chapters"] == [1] and told["attempted"] == 0
+
+
+def test_the_table_says_why_a_file_that_is_not_a_notebook_was_not_graded(tmp_path):
+    path = tmp_path / "broken.ipynb"
+    path.write_text("{'cells': ")
+    table = grade.render_table(grade.grade([path]))
+    assert f"import failed: {path}: not a Jupyter notebook" in table
+
+
+def test_an_answer_that_calls_an_unfinished_one_names_it(tmp_path):
+    path = write(tmp_path, "student.py", """\
+        def my_im2col(x, K, stride, padding):
+            raise NotImplementedError   # your code here
+
+        def my_conv2d_forward(x, w, b, stride, padding):
+            return my_im2col(x, w.shape[2], stride, padding)
+        """)
+    r = records(grade.grade_file(path, registry.EXERCISES[:3], timeout=10.0))
+    assert r["im2col"]["message"] == "not implemented yet (the function raised NotImplementedError)"
+    assert r["conv2d_forward"]["message"] == ("not implemented yet: my_im2col, which your "
+                                              "function calls, raised NotImplementedError")
+    assert r["conv2d_forward"]["hint"] == "finish my_im2col first"
+
+
 def test_a_notebook_cell_that_does_not_parse_is_named(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("# answers"),
@@ -235,7 +276,7 @@ def test_a_folder_is_every_py_and_ipynb_in_it_and_list_shows_every_exercise(tmp_
     (tmp_path / "notes.txt").write_text("not a submission")
     assert main(["grade", str(tmp_path), "--chapter", "9"]) == 0
     table = capsys.readouterr().out
-    assert f"{tmp_path / 'a.py'}: 1 / 1 points, 1 of 1 exercises passed" in table
+    assert f"{tmp_path / 'a.py'} (chapter 9): 1 / 1 points, 1 of 1 exercises passed" in table
     assert "notes.txt" not in table
     assert main(["list"]) == 0
     listing = capsys.readouterr().out
@@ -279,9 +320,8 @@ def test_every_handed_out_notebook_grades_as_not_implemented_yet():
     for path, f in zip(notebooks, report["files"]):
         chapter = int(path.name[:2])
         assert f["import_error"] is None and not f["flags"], (path.name, f)
+        assert f["chapters"] == [chapter]             # graded on its own chapter only
+        assert {r["chapter"] for r in f["exercises"]} == {chapter}, path.name
         for r in f["exercises"]:
-            if r["chapter"] == chapter:
-                assert r["function"] == f"my_{r['exercise']}", (path.name, r)
-                assert "not implemented yet" in r["message"] and not r["flags"], (path.name, r)
-            else:
-                assert r["status"] == "not attempted", (path.name, r)
+            assert r["function"] == f"my_{r['exercise']}", (path.name, r)
+            assert "not implemented yet" in r["message"] and not r["flags"], (path.name, r)

@@ -24,10 +24,14 @@ List the exercises of the chapters, or grade files of students' answers.
                             .py and .ipynb in it) imported in its own process; every
                             exercise function it defines (name or my_name) checked with a
                             time limit; per exercise passed or not, the checker's message
-                            and the points, "not attempted" for the rest
+                            and the points, "not attempted" for the rest (of every chapter
+                            for a .py file, of its own chapter for a chapter's notebook)
 
 Exit status 0 when the listing or the report was produced, 2 for a bad option or path.
 Run `python -m tinymobilenet.exercises grade --help` for the grader's options."""
+
+
+_CHAPTER_RANGE = f"{min(registry.CHAPTERS)}..{max(registry.CHAPTERS)}"
 
 
 def _chapter():
@@ -42,7 +46,7 @@ def build_parser():
                                   description="List the exercises per chapter with their "
                                               "signature, difficulty and points.")
     listing.add_argument("--chapter", type=_chapter(), default=None, metavar="N",
-                         help="only chapter N's exercises; None: every chapter")
+                         help=f"only chapter N's exercises ({_CHAPTER_RANGE}; default: every chapter)")
     listing.add_argument("--format", choices=("table", "json"), default="table",
                          help="table for people, json for scripts")
     grading = commands.add_parser(
@@ -54,7 +58,9 @@ def build_parser():
     grading.add_argument("files", nargs="+", metavar="FILE",
                          help="a .py file, a chapter's .ipynb, or a folder of them")
     grading.add_argument("--chapter", type=_chapter(), default=None, metavar="N",
-                         help="grade only chapter N's exercises; None: every chapter")
+                         help=f"grade only chapter N's exercises ({_CHAPTER_RANGE}); default: a .py file "
+                              "on every chapter, a notebook on the chapters whose exercises "
+                              "it defines (a chapter's notebook: its chapter)")
     grading.add_argument("--format", choices=("table", "json"), default="table",
                          help="table for people; json for scripts: one record per exercise "
                               "with its function name and a boolean `passed`, and totals")

@@ -70,15 +70,22 @@ class ExerciseResult:
 
 
 class Mismatch(Exception):
-    """A case failed; carries the message shown to the student and the error size."""
+    """A case failed; carries the message shown to the student, the error size and, where
+    the failure itself says more than the case's hint, a hint of its own."""
 
-    def __init__(self, message, error=np.inf):
+    def __init__(self, message, error=np.inf, hint=None):
         super().__init__(message)
-        self.error = error
+        self.error, self.hint = error, hint
 
 
 class NotImplementedYet(Exception):
-    """The student's function raised NotImplementedError (the handed-out stub)."""
+    """The student's function raised NotImplementedError (the handed-out stub); ``where``
+    names the function of theirs that raised it when that is another one (an answer that
+    builds on an earlier exercise's), else None."""
+
+    def __init__(self, where=None):
+        super().__init__(where)
+        self.where = where
 
 
 class StudentRaised(Exception):
@@ -95,11 +102,22 @@ def guard(fn):
     def student(*args):
         try:
             return fn(*args)
-        except NotImplementedError:
-            raise NotImplementedYet from None
+        except NotImplementedError as e:
+            raise NotImplementedYet(_raised_in(fn, e)) from None
         except (Exception, SystemExit) as e:       # sys.exit() in an answer fails that answer
             raise StudentRaised(e, _line_in(fn, e)) from e
     return student
+
+
+def _raised_in(fn, error):
+    """The name of the function that raised ``error`` if it is not ``fn`` itself (None if
+    it is, or if the error came from outside any Python function)."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    name = tb.tb_frame.f_code.co_name if tb is not None else None
+    own = getattr(getattr(fn, "__code__", None), "co_name", None)
+    return None if name in (own, "<module>", None) else name
 
 
 def _line_in(fn, error):
@@ -165,7 +183,11 @@ def expect_array(name, got, expected, tol=TOL, layout=""):
         raise Mismatch(f"expected an array `{name}`, got {describe(got)}")
     if got.shape != expected.shape:
         letters = f" = {layout}" if layout else ""
-        raise Mismatch(f"{name} has shape {got.shape}, expected {expected.shape}{letters}")
+        order = (f"the sizes are right but in another order: put the axes in the order "
+                 f"{layout or str(expected.shape)} (np.transpose, or index in that order)"
+                 if sorted(got.shape) == sorted(expected.shape) else None)
+        raise Mismatch(f"{name} has shape {got.shape}, expected {expected.shape}{letters}",
+                       hint=order)
     if got.dtype != expected.dtype:
         raise Mismatch(f"{name}: {got.dtype} returned for {expected.dtype} inputs (compute in "
                        f"the inputs' dtype: np.zeros(shape) is float64, np.zeros(shape, "
@@ -322,8 +344,14 @@ def run(exercise, cases, tol=TOL):
         try:
             worst = max(worst, thunk())
         except Mismatch as e:
-            return ExerciseResult(exercise, False, e.error, len(cases), label, str(e), hint, tol)
-        except NotImplementedYet:
+            return ExerciseResult(exercise, False, e.error, len(cases), label, str(e),
+                                  hint if e.hint is None else e.hint, tol)
+        except NotImplementedYet as e:
+            if e.where:                     # an earlier exercise's stub, which this one calls
+                return ExerciseResult(
+                    exercise, False, np.inf, len(cases), label,
+                    f"not implemented yet: {e.where}, which your function calls, raised "
+                    f"NotImplementedError", f"finish {e.where} first", tol)
             return ExerciseResult(exercise, False, np.inf, len(cases), label,
                                   "not implemented yet (the function raised NotImplementedError)",
                                   "replace the `raise NotImplementedError` with your code", tol)

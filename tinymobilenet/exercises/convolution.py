@@ -78,8 +78,8 @@ def check_conv_output_size(fn):
                             raise Mismatch(f"{call}: got {got}, expected {want}", 1.0)
         return 0.0
     return [
-        ("stride 1, padding 0..2", "each side of the input gets `padding` zeros: the padded "
-         "size is size + 2*padding; a K-wide window fits size + 2*padding - K + 1 times",
+        ("stride 1, padding 0..2", "each side of the input gets `padding` zeros; count the "
+         "positions a K-wide window can take in the padded input (on paper: size 5, K 3)",
          lambda: grid((1,))),
         ("stride 2 and 3", "with stride s the window starts at 0, s, 2s, ...: count the starts "
          "with integer division (//), not true division, and add 1 for the start at 0",

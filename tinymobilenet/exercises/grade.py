@@ -227,13 +227,30 @@ def _totals(report):
     return report
 
 
+def _notebook_exercises(path):
+    """The exercises of the chapters whose exercises a notebook defines (a chapter's
+    handout defines its own chapter's stubs), or all of them: for a ``.py`` file, a
+    notebook that defines none, or one that cannot be read (its grading says why)."""
+    if Path(path).suffix == ".ipynb":
+        try:
+            names = submission.attempted(submission.read(path), [e.name for e in registry.EXERCISES])
+        except ValueError:
+            names = []
+        chapters = {registry.get(n).chapter for n in names}
+        if chapters:
+            return [e for e in registry.EXERCISES if e.chapter in chapters]
+    return list(registry.EXERCISES)
+
+
 def grade(paths, chapter=None, timeout=DEFAULT_TIMEOUT, import_timeout=None) -> dict:
-    """Grade every file of ``paths`` on the exercises of ``chapter`` (default: all), with
-    the time limits of :func:`grade_file`::
+    """Grade every file of ``paths`` on the exercises of ``chapter``, with the time limits
+    of :func:`grade_file`. Without a chapter a ``.py`` file is graded on every exercise and
+    a notebook on the chapters whose exercises it defines (a chapter's notebook on its
+    chapter: "5 / 5 points", not "5 / 41")::
 
         {"chapter": N or None, "timeout": seconds,
-         "files": [{"file", "import_error", "flags", "notes", "points", "max_points",
-                    "passed", "attempted", "total",
+         "files": [{"file", "chapters", "import_error", "flags", "notes", "points",
+                    "max_points", "passed", "attempted", "total",
                     "exercises": [{"number", "chapter", "exercise", "function", "status",
                                    "passed", "points", "max_points", "message", "case",
                                    "hint", "flags"}, ...]}, ...],
@@ -242,8 +259,12 @@ def grade(paths, chapter=None, timeout=DEFAULT_TIMEOUT, import_timeout=None) -> 
     ``status`` is "passed", "failed" or "not attempted"; ``function`` the name the answer
     has in the file (None if not attempted).
     """
-    exercises = [e for e in registry.EXERCISES if chapter in (None, e.chapter)]
-    files = [grade_file(p, exercises, timeout, import_timeout) for p in paths]
+    files = []
+    for p in paths:
+        exercises = ([e for e in registry.EXERCISES if e.chapter == chapter] if chapter
+                     else _notebook_exercises(p))
+        f = grade_file(p, exercises, timeout, import_timeout)
+        files.append({"file": f["file"], "chapters": sorted({e.chapter for e in exercises}), **f})
     return {"chapter": chapter, "timeout": timeout, "files": files,
             "totals": {"files": len(files), "points": sum(f["points"] for f in files),
                        "max_points": sum(f["max_points"] for f in files),
@@ -256,9 +277,15 @@ def render_table(report) -> str:
     (the checker's message under a failure), the numbers of the exercises not attempted,
     then the flags."""
     lines = []
+    every = sorted({e.chapter for e in registry.EXERCISES})
     for f in report["files"]:
-        lines.append(f"{f['file']}: {f['points']} / {f['max_points']} points, {f['passed']} of "
-                     f"{f['total']} exercises passed, {f['attempted']} attempted")
+        chapters = f.get("chapters", every)
+        scope = ("" if chapters == every else
+                 f" (chapter{'s' * (len(chapters) > 1)} {', '.join(map(str, chapters))})")
+        lines.append(f"{f['file']}{scope}: {f['points']} / {f['max_points']} points, "
+                     f"{f['passed']} of {f['total']} exercises passed, {f['attempted']} attempted")
+        if f["import_error"] and all(r["message"] != f["import_error"] for r in f["exercises"]):
+            lines.append(f"  {f['import_error']}")
         for r in f["exercises"]:
             if r["status"] == "not attempted":
                 continue

@@ -42,8 +42,9 @@ def check_same_padding(fn):
     def case(size, K, s):
         what = f"same_padding(size={size}, kernel_size={K}, stride={s})"
         return _exact_ints(what, fn(size, K, s), ("before", "after"), F.same_padding(size, K, s))
-    total = ("first the output size, Ho = ceil(size / stride) = -(-size // stride); then the "
-             "zeros it needs, total = (Ho - 1) * stride + kernel_size - size")
+    total = ("first the output size, Ho = ceil(size / stride) (an integer ceil: "
+             "-(-size // stride)); then the zeros the last window needs: the windows start "
+             "at 0, stride, ..., (Ho - 1) * stride and each is kernel_size wide")
     split = total + "; an odd total puts the extra zero *after*: before = total // 2"
     return [
         ("size=7, K=3, stride 1 (odd K, stride 1: symmetric)", total, lambda: case(7, 3, 1)),
