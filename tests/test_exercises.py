@@ -395,6 +395,13 @@ def test_a_function_with_the_wrong_parameters_is_named_before_it_is_called():
     r = exercises.check_conv2d_forward(lambda x, w, stride, padding: x)
     assert "parameters are (x, w, stride, padding)" in r.message
     assert "5 arguments (x, w, b, stride, padding)" in r.message
+    # the exercise's own names in another order would be called with the wrong values
+    r = exercises.check_conv_output_size(lambda size, stride, kernel_size, padding:
+                                         (size + 2 * padding - kernel_size) // stride + 1)
+    assert not r.ok and "the exercise's names in another order" in r.message
+    assert "(size, kernel_size, stride, padding)" in r.message
+    r = exercises.check_conv_output_size(lambda size, k, s, p: (size + 2 * p - k) // s + 1)
+    assert r.ok                                       # other names, the right order: fine
 
 
 def test_something_that_is_not_a_function():

@@ -10,7 +10,8 @@ __all__ = ["format_table", "format_markdown", "plot_ratios"]
 def format_table(report: dict) -> str:
     m = report["machine"]
     lines = [
-        "tinymobilenet benchmark: float32, forward + backward, median of repeated runs"
+        "tinymobilenet benchmark: float32, forward + backward (inference: forward only), "
+        "median of repeated runs"
         + ("; ratio: median of the per-round ratios, spread: their quartiles"
            if any(r["torch_ms"] is not None for r in report["results"]) else ""),
         f"cpu: {m['cpu']}, {m['threads']} threads; numpy {m['numpy']}; BLAS: {m['blas']}"
@@ -20,7 +21,8 @@ def format_table(report: dict) -> str:
         "",
     ]
     has_torch = any(r["torch_ms"] is not None for r in report["results"])
-    head = (f"{'operation':44s} {'fwd ms':>8s} {'bwd ms':>8s} {'total':>8s} "
+    w = max([44] + [len(r["name"]) for r in report["results"]])
+    head = (f"{'operation':{w}s} {'fwd ms':>8s} {'bwd ms':>8s} {'total':>8s} "
             f"{'achieved':>14s} {'roof':>5s}")
     if has_torch:
         head += f" {'torch ms':>9s} {'ratio':>6s} {'spread':>9s} {'target':>7s}"
@@ -28,7 +30,7 @@ def format_table(report: dict) -> str:
     for r in report["results"]:
         ach = f"{r['achieved']:.1f} {r['unit']}" if r["achieved"] else "-"
         roof = f"{100 * r['roof_fraction']:.0f}%" if r["roof_fraction"] is not None else "-"
-        line = (f"{r['name']:44s} {r['fwd_ms']:8.2f} {r['bwd_ms']:8.2f} {r['ms']:8.2f} "
+        line = (f"{r['name']:{w}s} {r['fwd_ms']:8.2f} {r['bwd_ms']:8.2f} {r['ms']:8.2f} "
                 f"{ach:>14s} {roof:>5s}")
         if has_torch:
             if r["torch_ms"] is not None:

@@ -331,6 +331,11 @@ def form_of_function(fn, params, allowed):
     except TypeError:
         return (f"your function's parameters are {signature}, but the checker calls it with "
                 f"{len(params)} arguments ({', '.join(params)})"), ""
+    names = [p.name for p in signature.parameters.values()
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:len(params)]
+    if sorted(names) == sorted(params) and names != list(params):   # the checker passes them in order
+        return (f"your function's parameters are ({', '.join(names)}): the exercise's names in "
+                f"another order; the checker passes them as ({', '.join(params)})"), ""
     return "", ""
 
 
