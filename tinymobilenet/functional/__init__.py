@@ -16,7 +16,12 @@ first. Nothing here keeps state or imports :mod:`tinymobilenet.nn`.
     tiling          cache-sized tiles and the threads that run them
     reductions      sums and dot products along rows, in BLAS
 
-Files whose name starts with ``_`` hold fast paths a student can skip.
+Files whose name starts with ``_`` hold fast paths a student can skip, and the argument
+checks every public function runs first (:mod:`._checks`). Their dtype rule: x, the
+weights, the bias and dout are NumPy arrays of float32 or float64 (anything else is a
+``TypeError`` that names the function, the argument, the dtype and the fix); the
+computation runs in x's dtype, so weights, bias or dout of the other float dtype are
+cast to it. A backward pass checks dout against the forward's output shape.
 """
 
 from .conv_geometry import *  # noqa: F401,F403

@@ -15,6 +15,7 @@ import threading
 
 import numpy as np
 
+from ._checks import check_dout, check_float_array
 from .tiling import CHUNK, elementwise, scratch
 
 __all__ = [
@@ -105,6 +106,7 @@ def sigmoid(x):
 
 def relu_forward(x):
     """``max(x, 0)``; caches x (its sign is the derivative)."""
+    check_float_array("relu_forward", "x", x)
     out = np.empty(x.shape, dtype=x.dtype)
     # as a clip to [0, inf]: NumPy's maximum with a scalar runs no SIMD loop (NumPy 2.4,
     # float32 in cache: 0.31 ns a value against 0.10 for the clip); NaN stays NaN
@@ -115,6 +117,7 @@ def relu_backward(dout, cache):
     """``dx = dout * [x > 0]``: the derivative is 1 where the unit is on, 0 where it is off
     (and, by convention, 0 at x = 0)."""
     x = cache
+    dout = check_dout("relu_backward", dout, x.shape, x.dtype)
 
     def grad(o, d, a):
         np.multiply(d, a > 0, out=o)
@@ -124,6 +127,7 @@ def relu_backward(dout, cache):
 
 def relu6_forward(x):
     """``min(max(x, 0), 6)``: ReLU capped at 6, robust in low precision (MobileNetV1/V2)."""
+    check_float_array("relu6_forward", "x", x)
     out = np.empty(x.shape, dtype=x.dtype)
     return elementwise(lambda o, a: np.clip(a, 0, 6, out=o), out, x), x
 
@@ -132,6 +136,7 @@ def relu6_backward(dout, cache):
     """``dx = dout * [0 < x < 6]``: 1 between the kinks, 0 on both flat parts (and at the
     kinks 0 and 6 themselves, PyTorch's convention)."""
     x = cache
+    dout = check_dout("relu6_backward", dout, x.shape, x.dtype)
 
     def grad(o, d, a):
         inside = a > 0
@@ -143,6 +148,7 @@ def relu6_backward(dout, cache):
 
 def sigmoid_forward(x):
     """``s = 1 / (1 + exp(-x))``; caches s, since the derivative is written in s."""
+    check_float_array("sigmoid_forward", "x", x)
     out = sigmoid(x)
     return out, out
 
@@ -150,6 +156,7 @@ def sigmoid_forward(x):
 def sigmoid_backward(dout, cache):
     """``dx = dout * s * (1 - s)``: the sigmoid's derivative, from its own output."""
     s = cache
+    dout = check_dout("sigmoid_backward", dout, s.shape, s.dtype)
 
     def grad(o, d, s):
         np.subtract(1, s, out=o)
@@ -167,6 +174,7 @@ def sigmoid_backward(dout, cache):
 def hardsigmoid_forward(x):
     """``relu6(x + 3) / 6``: a piecewise-linear sigmoid, cheap on mobile hardware
     (MobileNetV3); caches x."""
+    check_float_array("hardsigmoid_forward", "x", x)
 
     def fwd(o, a):
         np.add(a, 3, out=o)
@@ -179,6 +187,7 @@ def hardsigmoid_forward(x):
 def hardsigmoid_backward(dout, cache):
     """``dx = dout / 6`` for -3 < x < 3, 0 outside (and at the kinks -3 and 3)."""
     x = cache
+    dout = check_dout("hardsigmoid_backward", dout, x.shape, x.dtype)
 
     def grad(o, d, a):
         inside = a > -3
@@ -191,6 +200,7 @@ def hardsigmoid_backward(dout, cache):
 
 def hardswish_forward(x):
     """``x * relu6(x + 3) / 6``: the piecewise swish of MobileNetV3; caches x."""
+    check_float_array("hardswish_forward", "x", x)
 
     def fwd(o, a):
         np.add(a, 3, out=o)
@@ -205,6 +215,7 @@ def hardswish_backward(dout, cache):
     """``dx = dout * (2x + 3) / 6`` for -3 < x < 3, 0 below -3 and 1 above 3 (at x = -3
     the derivative is 0 and at x = 3 it is 1, PyTorch's convention)."""
     x = cache
+    dout = check_dout("hardswish_backward", dout, x.shape, x.dtype)
 
     def grad(o, d, a):
         np.multiply(a, 2, out=o)
@@ -245,6 +256,7 @@ def silu_forward(x):
     activation; caches x and y (see :func:`silu_backward`).
 
     Four passes per chunk (:func:`_silu_into`) and only y written out, not sigmoid(x)."""
+    check_float_array("silu_forward", "x", x)
     out = elementwise(lambda o, a: _silu_into(o, a, scratch("silu_h", a.shape, a.dtype)),
                       np.empty(x.shape, dtype=x.dtype), x, chunk=CHUNK)
     return out, (x, out)
@@ -256,6 +268,7 @@ def silu_backward(dout, cache):
     cached y = x * s; s is recomputed from x chunk by chunk, in cache (the forward pass,
     run for inference far more often, then writes nothing but y)."""
     x, y = cache
+    dout = check_dout("silu_backward", dout, x.shape, x.dtype)
 
     def grad(o, d, a, y):
         s = scratch("silu_s", a.shape, a.dtype)

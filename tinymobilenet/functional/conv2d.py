@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import (check_bias, check_dout, check_float_array, check_int, check_padding,
+                      check_param)
 from ._im2col_fast import StridedColumns, col2im_into, column_buffer, fill_columns
 from .conv_geometry import conv_output_size, pad2d
 from .tiling import num_threads, run_tiles, scratch, split_rows
@@ -25,14 +27,21 @@ from .tiling import num_threads, run_tiles, scratch, split_rows
 __all__ = ["conv2d_forward", "conv2d_backward", "conv2d_forward_naive", "conv2d_backward_naive"]
 
 
-def _check_conv_args(x, w, groups):
+def _check_conv_args(x, w, b, stride, padding, groups):
+    """Check conv2d's arguments (see :mod:`._checks` for the dtype rule); returns
+    ``(w, b)`` in x's dtype."""
+    x = check_float_array("conv2d", "x", x)
     if x.ndim != 4:
         raise ValueError(f"conv2d: expected input (N, C, H, W), got shape {x.shape}")
+    w = check_param("conv2d", "w", w, x.dtype)
     if w.ndim != 4 or w.shape[2] != w.shape[3]:
         raise ValueError(f"conv2d: expected square weight (Co, C/groups, K, K), got {w.shape}")
+    check_int("conv2d", "stride", stride, 1)
+    check_padding("conv2d", padding, "conv2d_same_forward")
+    check_int("conv2d", "groups", groups, 1)
     C = x.shape[1]
     Co, Cg = w.shape[:2]
-    if groups < 1 or C % groups or Co % groups:
+    if C % groups or Co % groups:
         raise ValueError(
             f"conv2d: groups={groups} must divide in_channels={C} and out_channels={Co}"
         )
@@ -41,6 +50,17 @@ def _check_conv_args(x, w, groups):
             f"conv2d: weight {w.shape} expects {Cg * groups} input channels "
             f"with groups={groups}, got input {x.shape}"
         )
+    return w, check_bias("conv2d", b, Co, x.dtype)
+
+
+def _check_conv_dout(fn, dout, cache):
+    """dout of the forward that made ``cache``: its output's shape, in x's dtype."""
+    x, w, _, stride, padding, _ = cache
+    N, _, H, W = x.shape
+    K = w.shape[2]
+    shape = (N, w.shape[0], conv_output_size(H, K, stride, padding),
+             conv_output_size(W, K, stride, padding))
+    return check_dout(fn, dout, shape, x.dtype)
 
 
 # ----------------------------------------------------------------------------------------
@@ -55,7 +75,7 @@ def conv2d_forward_naive(x, w, b=None, stride=1, padding=0, groups=1):
 
     x: (N, C, H, W)   w: (Co, C // G, K, K)   b: (Co,) or None   ->   out: (N, Co, Ho, Wo)
     """
-    _check_conv_args(x, w, groups)
+    w, b = _check_conv_args(x, w, b, stride, padding, groups)
     N, C, H, W = x.shape
     Co, Cg, K, _ = w.shape
     Ho = conv_output_size(H, K, stride, padding)
@@ -85,6 +105,7 @@ def conv2d_backward_naive(dout, cache):
 
     dout: (N, Co, Ho, Wo) -> dx (N, C, H, W), dw (Co, C // G, K, K), db (Co,) or None
     """
+    dout = _check_conv_dout("conv2d_backward_naive", dout, cache)
     x, w, has_bias, stride, padding, groups = cache
     N, C, H, W = x.shape
     Co, Cg, K, _ = w.shape
@@ -184,7 +205,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, groups=1):
     which is cheap next to the matmuls and saves holding a K*K-times larger array.
     Strided convolutions compute on an Ho x Wgrid grid; its Ho x Wo outputs are copied out.
     """
-    _check_conv_args(x, w, groups)
+    w, b = _check_conv_args(x, w, b, stride, padding, groups)
     N, C, H, W = x.shape
     Co, Cg, K, _ = w.shape
     G = groups
@@ -225,6 +246,7 @@ def conv2d_backward(dout, cache):
     Ho x Wgrid grid of the forward pass, with dout copied onto it and zero in the extra
     columns.
     """
+    dout = _check_conv_dout("conv2d_backward", dout, cache)
     x, w, has_bias, stride, padding, G = cache
     Co, Cg, K, _ = w.shape
     Ho, Wo = dout.shape[-2:]

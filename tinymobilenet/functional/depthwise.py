@@ -31,21 +31,39 @@ from __future__ import annotations
 import numpy as np
 
 from . import _depthwise_banded, _depthwise_dense, _depthwise_direct
+from ._checks import (check_bias, check_dout, check_float_array, check_int, check_padding,
+                      check_param)
 from .conv_geometry import conv_output_size, pad2d
 
 __all__ = ["depthwise_conv2d_forward", "depthwise_conv2d_backward",
            "depthwise_conv2d_forward_naive", "depthwise_conv2d_backward_naive", "BANDED_WIDTH"]
 
 
-def _check_depthwise_args(x, w):
+def _check_depthwise_args(x, w, b, stride, padding):
+    """Check depthwise_conv2d's arguments (see :mod:`._checks` for the dtype rule); returns
+    ``(w, b)`` in x's dtype."""
+    x = check_float_array("depthwise_conv2d", "x", x)
     if x.ndim != 4:
         raise ValueError(f"depthwise_conv2d: expected input (N, C, H, W), got shape {x.shape}")
+    w = check_param("depthwise_conv2d", "w", w, x.dtype)
     if w.ndim != 4 or w.shape[1] != 1 or w.shape[2] != w.shape[3]:
         raise ValueError(f"depthwise_conv2d: expected weight (C, 1, K, K), got {w.shape}")
     if w.shape[0] != x.shape[1]:
         raise ValueError(
             f"depthwise_conv2d: weight {w.shape} expects {w.shape[0]} channels, got input {x.shape}"
         )
+    check_int("depthwise_conv2d", "stride", stride, 1)
+    check_padding("depthwise_conv2d", padding, "depthwise_conv2d_same_forward")
+    return w, check_bias("depthwise_conv2d", b, x.shape[1], x.dtype, "channel")
+
+
+def _check_depthwise_dout(fn, dout, cache):
+    """dout of the forward that made ``cache``: its output's shape, in x's dtype."""
+    x, w, _, stride, padding = cache
+    N, C, H, W = x.shape
+    K = w.shape[2]
+    shape = (N, C, conv_output_size(H, K, stride, padding), conv_output_size(W, K, stride, padding))
+    return check_dout(fn, dout, shape, x.dtype)
 
 
 # ----------------------------------------------------------------------------------------
@@ -59,7 +77,7 @@ def depthwise_conv2d_forward_naive(x, w, b=None, stride=1, padding=0):
 
     x: (N, C, H, W)   w: (C, 1, K, K)   b: (C,) or None   ->   out: (N, C, Ho, Wo)
     """
-    _check_depthwise_args(x, w)
+    w, b = _check_depthwise_args(x, w, b, stride, padding)
     N, C, H, W = x.shape
     K = w.shape[2]
     Ho = conv_output_size(H, K, stride, padding)
@@ -87,6 +105,7 @@ def depthwise_conv2d_backward_naive(dout, cache):
 
     dout: (N, C, Ho, Wo) -> dx (N, C, H, W), dw (C, 1, K, K), db (C,) or None
     """
+    dout = _check_depthwise_dout("depthwise_conv2d_backward_naive", dout, cache)
     x, w, has_bias, stride, padding = cache
     N, C, H, W = x.shape
     K = w.shape[2]
@@ -166,7 +185,7 @@ def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0):
 
     The only full-size allocation is ``out``; x is cached by reference, not copied.
     """
-    _check_depthwise_args(x, w)
+    w, b = _check_depthwise_args(x, w, b, stride, padding)
     C, K = x.shape[1], w.shape[2]
     out = _path(x.shape, K, stride, padding).forward(x, w, stride, padding)
     if b is not None:
@@ -182,6 +201,7 @@ def depthwise_conv2d_backward(dout, cache):
         dw[c, 0, i, j] = sum_{n, ho, wo} dout[n, c, ho, wo] * xpad[n, c, i + s*ho, j + s*wo]
         dxpad[:, :, i::s, j::s] += w[:, 0, i, j] * dout
     """
+    dout = _check_depthwise_dout("depthwise_conv2d_backward", dout, cache)
     x, w, has_bias, stride, padding = cache
     dx, dw = _path(x.shape, w.shape[2], stride, padding).backward(dout, x, w, stride, padding)
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_dout, check_float_array
+
 __all__ = ["dropout_forward", "dropout_backward"]
 
 
@@ -12,6 +14,7 @@ def dropout_forward(x, p, training, rng):
 
     x: any shape; ``rng`` is a ``numpy.random.Generator`` (seeded, for reproducibility).
     """
+    check_float_array("dropout", "x", x)
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
     if not training or p == 0.0:
@@ -22,5 +25,10 @@ def dropout_forward(x, p, training, rng):
 
 
 def dropout_backward(dout, cache):
+    """dx = dout * mask (the forward's mask, which holds the 1/(1-p)); dout itself when
+    the forward was the identity (eval mode, p = 0)."""
     mask = cache
-    return dout if mask is None else dout * mask
+    if mask is None:
+        return check_float_array("dropout_backward", "dout", dout)
+    dout = check_dout("dropout_backward", dout, mask.shape, mask.dtype)
+    return dout * mask

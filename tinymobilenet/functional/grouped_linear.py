@@ -23,13 +23,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_bias, check_dout, check_float_array, check_param
+
 __all__ = ["grouped_linear_forward", "grouped_linear_backward",
            "grouped_linear_forward_naive", "grouped_linear_backward_naive"]
 
 
-def _check_grouped_args(x, w, groups):
-    if not isinstance(groups, (int, np.integer)) or groups < 1:
+def _check_grouped_args(x, w, b, groups):
+    """Check grouped_linear's arguments (see :mod:`._checks` for the dtype rule); returns
+    ``(w, b)`` in x's dtype."""
+    if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)) \
+            or groups < 1:
         raise ValueError(f"grouped_linear: groups must be an integer >= 1, got {groups!r}")
+    x = check_float_array("grouped_linear", "x", x)
+    w = check_param("grouped_linear", "w", w, x.dtype)
     if w.ndim != 2:
         raise ValueError(f"grouped_linear: expected weight (M, D // groups), got {w.shape}")
     M, Dg = w.shape
@@ -38,11 +45,17 @@ def _check_grouped_args(x, w, groups):
     if x.ndim != 2 or x.shape[1] != Dg * groups:
         raise ValueError(f"grouped_linear: expected input (N, {Dg * groups}) for weight "
                          f"{w.shape} with groups={groups}, got {x.shape}")
+    return w, check_bias("grouped_linear", b, M, x.dtype, "output feature")
+
+
+def _check_grouped_dout(fn, dout, cache):
+    x, w = cache[:2]
+    return check_dout(fn, dout, (x.shape[0], w.shape[0]), x.dtype)
 
 
 def grouped_linear_forward(x, w, b=None, groups=1):
     """x: (N, D), w: (M, D // G), b: (M,) or None -> (out (N, M), cache)."""
-    _check_grouped_args(x, w, groups)
+    w, b = _check_grouped_args(x, w, b, groups)
     N, D = x.shape
     M, Dg = w.shape
     G, Mg = groups, M // groups
@@ -57,6 +70,7 @@ def grouped_linear_forward(x, w, b=None, groups=1):
 
 def grouped_linear_backward(dout, cache):
     """dout: (N, M) -> dx (N, D), dw (M, D // G), db (M,) or None."""
+    dout = _check_grouped_dout("grouped_linear_backward", dout, cache)
     x, w, G, has_bias = cache
     N, D = x.shape
     M, Dg = w.shape
@@ -73,7 +87,7 @@ def grouped_linear_backward(dout, cache):
 
 def grouped_linear_forward_naive(x, w, b=None, groups=1):
     """Loop version of :func:`grouped_linear_forward` (same signature and result)."""
-    _check_grouped_args(x, w, groups)
+    w, b = _check_grouped_args(x, w, b, groups)
     N, D = x.shape
     M, Dg = w.shape
     Mg = M // groups
@@ -90,6 +104,7 @@ def grouped_linear_forward_naive(x, w, b=None, groups=1):
 
 def grouped_linear_backward_naive(dout, cache):
     """Loop version of :func:`grouped_linear_backward`."""
+    dout = _check_grouped_dout("grouped_linear_backward_naive", dout, cache)
     x, w, G, has_bias = cache
     N, D = x.shape
     M, Dg = w.shape

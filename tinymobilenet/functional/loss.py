@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_float_array
+
 __all__ = ["log_softmax", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward"]
 
 
@@ -25,6 +27,7 @@ def softmax_cross_entropy_forward(logits, targets, label_smoothing=0.0):
     With label smoothing e (PyTorch's definition) the target distribution is
     ``(1 - e) * onehot + e / K``.
     """
+    check_float_array("cross_entropy", "logits", logits)
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: expected logits (N, K), got shape {logits.shape}")
     N, K = logits.shape

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_dout, check_float_array, check_param
 from .activations import _sigmoid_into, _silu_of_half, uses_tanh
 from .reductions import SHORT_ROW, row_dots, row_sums
 from .tiling import run_tiles, scratch, split_rows, threads_for
@@ -19,9 +20,25 @@ from .tiling import run_tiles, scratch, split_rows, threads_for
 __all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_affine", "affine_activation"]
 
 
-def _check(x):
+def _check(x, fn="batchnorm"):
+    check_float_array(fn, "x", x)
     if x.ndim not in (2, 4):
-        raise ValueError(f"batchnorm: expected input (N, C, H, W) or (N, C), got shape {x.shape}")
+        raise ValueError(f"{fn}: expected input (N, C, H, W) or (N, C), got shape {x.shape}")
+
+
+def _check_vectors(x, gamma, beta, running_mean, running_var):
+    """gamma and beta (C,) in x's dtype (see :mod:`._checks`); the running statistics
+    float arrays (C,), left as they are (train mode updates them in place)."""
+    C = x.shape[1]
+    vectors = {"gamma": gamma, "beta": beta, "running_mean": running_mean,
+               "running_var": running_var}
+    for name, v in vectors.items():
+        check_float_array("batchnorm", name, v)
+        if v.shape != (C,):
+            raise ValueError(f"batchnorm: {name} must have shape ({C},) (one per channel) "
+                             f"for input {x.shape}, got {v.shape}")
+    return check_param("batchnorm", "gamma", gamma, x.dtype), \
+        check_param("batchnorm", "beta", beta, x.dtype)
 
 
 def _channel_tiles(x):
@@ -246,7 +263,7 @@ def affine_activation(x, scale, shift, activation=None, *, halved=False):
     shift))``. SiLU through tanh starts from ``h = z/2``; a caller that folds the 1/2 into
     its convolution's weights, as ``nn.no_grad()`` does, saves this function a pass.
     """
-    _check(x)
+    _check(x, "affine_activation")
     act = _check_activation(activation, None)
     if halved and not (scale is None and act == ("silu", None) and uses_tanh(x.dtype)):
         raise ValueError("affine_activation: halved=True needs scale=None, activation='silu' "
@@ -321,6 +338,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
     tile by tile in cache. So the only activation-sized allocation is ``out``.
     """
     _check(x)
+    gamma, beta = _check_vectors(x, gamma, beta, running_mean, running_var)
     act = _check_activation(activation, clip)
     N, C = x.shape[:2]
     L = x.size // (N * C) if x.size else 1           # values per channel per sample: H*W
@@ -391,6 +409,7 @@ def batchnorm_backward(dout, cache):
     the activation's backward, per tile.
     """
     x, gamma, inv_std, training, mean, ct, tiles, fused = cache
+    dout = check_dout("batchnorm_backward", dout, x.shape, x.dtype)
     N, C = x.shape[:2]
     L = x.size // (N * C) if x.size else 1
     m = N * L

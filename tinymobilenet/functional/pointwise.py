@@ -13,18 +13,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_bias, check_dout, check_float_array, check_param
+
 __all__ = ["pointwise_conv2d_forward", "pointwise_conv2d_backward",
            "pointwise_conv2d_forward_naive", "pointwise_conv2d_backward_naive"]
 
 
-def _check_pointwise_args(x, w):
+def _check_pointwise_args(x, w, b):
+    """Check pointwise_conv2d's arguments (see :mod:`._checks` for the dtype rule);
+    returns ``(w, b)`` in x's dtype."""
+    x = check_float_array("pointwise_conv2d", "x", x)
     if x.ndim != 4:
         raise ValueError(f"pointwise_conv2d: expected input (N, C, H, W), got shape {x.shape}")
+    w = check_param("pointwise_conv2d", "w", w, x.dtype)
     if w.ndim != 4 or w.shape[2:] != (1, 1) or w.shape[1] != x.shape[1]:
         raise ValueError(
             f"pointwise_conv2d: expected weight (Co, {x.shape[1]}, 1, 1) for input {x.shape}, "
             f"got {w.shape}"
         )
+    return w, check_bias("pointwise_conv2d", b, w.shape[0], x.dtype)
 
 
 # ----------------------------------------------------------------------------------------
@@ -38,7 +45,7 @@ def pointwise_conv2d_forward_naive(x, w, b=None):
 
     x: (N, C, H, W)   w: (Co, C, 1, 1)   b: (Co,) or None   ->   out: (N, Co, H, W)
     """
-    _check_pointwise_args(x, w)
+    w, b = _check_pointwise_args(x, w, b)
     N, C, H, W = x.shape
     Co = w.shape[0]
     out = np.zeros((N, Co, H, W), dtype=x.dtype)
@@ -62,6 +69,7 @@ def pointwise_conv2d_backward_naive(dout, cache):
     x, w, has_bias = cache
     N, C, H, W = x.shape
     Co = w.shape[0]
+    dout = check_dout("pointwise_conv2d_backward_naive", dout, (N, Co, H, W), x.dtype)
     dx = np.zeros_like(x)
     dw = np.zeros_like(w)
     for n in range(N):
@@ -103,7 +111,7 @@ def pointwise_conv2d_forward(x, w, b=None):
     For maps of at most SMALL_MAP pixels it is one matmul on a channels-first copy,
     ``(Co, C) @ (C, N*H*W)``, instead of N tiny ones.
     """
-    _check_pointwise_args(x, w)
+    w, b = _check_pointwise_args(x, w, b)
     N, C, H, W = x.shape
     Co = w.shape[0]
     x2 = x.reshape(N, C, H * W)                   # free for contiguous x
@@ -133,6 +141,7 @@ def pointwise_conv2d_backward(dout, cache):
     x2, w, has_bias, x_shape = cache
     N, C, H, W = x_shape
     Co = w.shape[0]
+    dout = check_dout("pointwise_conv2d_backward", dout, (N, Co, H, W), x2.dtype)
     d2 = dout.reshape(N, Co, H * W)
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     if H * W <= SMALL_MAP:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_dout, check_float_array
 from .reductions import row_sums
 
 __all__ = ["global_avg_pool_forward", "global_avg_pool_backward"]
@@ -14,6 +15,7 @@ def global_avg_pool_forward(x, keepdims=False):
 
     x: (N, C, H, W) -> out: (N, C) or, with ``keepdims``, (N, C, 1, 1)
     """
+    check_float_array("global_avg_pool", "x", x)
     if x.ndim != 4:
         raise ValueError(f"global_avg_pool: expected input (N, C, H, W), got shape {x.shape}")
     N, C, H, W = x.shape
@@ -21,7 +23,7 @@ def global_avg_pool_forward(x, keepdims=False):
     # faster than x.mean(axis=(2, 3)) at batch 1 on 7x7 to 56x56 maps (one thread)
     out = (row_sums(x.reshape(N * C, H * W)) / max(H * W, 1)).astype(x.dtype, copy=False)
     out = out.reshape((N, C, 1, 1) if keepdims else (N, C))
-    return out, (x.shape, keepdims)
+    return out, (x.shape, keepdims, x.dtype)
 
 
 def global_avg_pool_backward(dout, cache, out=None):
@@ -31,8 +33,12 @@ def global_avg_pool_backward(dout, cache, out=None):
     the gradient is *added* into it in place (no full-size temporary) and ``out`` returned:
     how a block whose input also feeds another path sums the two.
     """
-    x_shape, keepdims = cache
+    x_shape, keepdims, dtype = cache
     N, C, H, W = x_shape
+    shape = (N, C, 1, 1) if keepdims else (N, C)
+    if getattr(dout, "shape", None) in ((N, C), (N, C, 1, 1)):      # either form is fine
+        shape = dout.shape
+    dout = check_dout("global_avg_pool_backward", dout, shape, dtype)
     d = dout.reshape(N, C, 1, 1) / (H * W)
     if out is not None:
         out += d                                   # broadcast over H, W

@@ -33,6 +33,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_float_array
+from .conv2d import _check_conv_dout
+from .depthwise import _check_depthwise_dout
+
 # the package's public kernels, whichever file defines them (functional/__init__ imports
 # this module after them)
 from . import (conv2d_backward, conv2d_forward, depthwise_conv2d_backward,
@@ -114,6 +118,8 @@ def conv2d_same_forward(x, w, b=None, stride=1, groups=1):
 
     :func:`same_pad_forward` then :func:`.conv2d_forward` with the symmetric part.
     """
+    check_float_array("conv2d_same", "x", x)
+    check_float_array("conv2d_same", "w", w)
     xp, p, pad_cache = same_pad_forward(x, w.shape[-1], stride)
     out, cache = conv2d_forward(xp, w, b, stride, p, groups)
     return out, (cache, pad_cache)
@@ -123,6 +129,7 @@ def conv2d_same_backward(dout, cache):
     """Backward of :func:`conv2d_same_forward`: dout (N, Co, Ho, Wo) -> dx (N, C, H, W),
     dw (Co, C // G, K, K), db (Co,) or None."""
     conv_cache, pad_cache = cache
+    dout = _check_conv_dout("conv2d_same_backward", dout, conv_cache)
     dxp, dw, db = conv2d_backward(dout, conv_cache)
     return same_pad_backward(dxp, pad_cache), dw, db
 
@@ -136,6 +143,8 @@ def depthwise_conv2d_same_forward(x, w, b=None, stride=1):
     :func:`same_pad_forward` then :func:`.depthwise_conv2d_forward` with the symmetric
     part (for stride 1 and odd K that is all of it, so the fast "same" layouts run).
     """
+    check_float_array("depthwise_conv2d_same", "x", x)
+    check_float_array("depthwise_conv2d_same", "w", w)
     xp, p, pad_cache = same_pad_forward(x, w.shape[-1], stride)
     out, cache = depthwise_conv2d_forward(xp, w, b, stride, p)
     return out, (cache, pad_cache)
@@ -145,5 +154,6 @@ def depthwise_conv2d_same_backward(dout, cache):
     """Backward of :func:`depthwise_conv2d_same_forward`: dout (N, C, Ho, Wo) ->
     dx (N, C, H, W), dw (C, 1, K, K), db (C,) or None."""
     conv_cache, pad_cache = cache
+    dout = _check_depthwise_dout("depthwise_conv2d_same_backward", dout, conv_cache)
     dxp, dw, db = depthwise_conv2d_backward(dout, conv_cache)
     return same_pad_backward(dxp, pad_cache), dw, db

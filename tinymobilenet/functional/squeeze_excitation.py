@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_dout, check_float_array, check_param
 from .reductions import row_dots
 
 __all__ = ["excite_forward", "excite_backward"]
@@ -19,6 +20,13 @@ __all__ = ["excite_forward", "excite_backward"]
 
 def excite_forward(x, scale):
     """``y = x * scale``: x (N, C, H, W), scale (N, C, 1, 1) -> y (N, C, H, W)."""
+    check_float_array("excite", "x", x)
+    if x.ndim != 4:
+        raise ValueError(f"excite: expected input (N, C, H, W), got shape {x.shape}")
+    scale = check_param("excite", "scale", scale, x.dtype)
+    if scale.shape != x.shape[:2] + (1, 1):
+        raise ValueError(f"excite: scale must have shape {x.shape[:2] + (1, 1)} (a gate per "
+                         f"sample and channel) for input {x.shape}, got {scale.shape}")
     return x * scale, (x, scale)
 
 
@@ -28,6 +36,7 @@ def excite_backward(dout, cache):
     pixels it multiplied (one dot product per channel, no product array; in BLAS on maps
     of SHORT_ROW pixels or more: 0.59x the time at 48x48, 0.86x at 12x12, batch 8)."""
     x, scale = cache
+    dout = check_dout("excite_backward", dout, x.shape, x.dtype)
     N, C = x.shape[:2]
     dscale = row_dots(dout.reshape(N, C, -1), x.reshape(N, C, -1)).reshape(N, C, 1, 1)
     return dout * scale, dscale

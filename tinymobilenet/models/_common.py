@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import nn
 
-__all__ = ["check_options", "torchvision_init", "ImageClassifier"]
+__all__ = ["check_options", "check_positive", "torchvision_init", "ImageClassifier"]
 
 
 def check_options(model: str, num_classes=1000, dropout=0.0, width_mult=None,
@@ -21,12 +21,22 @@ def check_options(model: str, num_classes=1000, dropout=0.0, width_mult=None,
         raise ValueError(f"{model}: in_channels must be an integer >= 1, got {in_channels!r}")
     if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
         raise ValueError(f"{model}: dropout must be in [0, 1), got {dropout!r}")
-    if width_mult is not None and not (isinstance(width_mult, (int, float)) and width_mult > 0):
-        raise ValueError(f"{model}: {width_name} must be > 0, got {width_mult!r}")
+    if width_mult is not None:
+        check_positive(model, width_name, width_mult)
     p = stochastic_depth_prob
     if p is not None and not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0):
         raise ValueError(f"{model}: stochastic_depth_prob must be in [0, 1], "
                          f"got {stochastic_depth_prob!r}")
+
+
+def check_positive(model: str, name: str, value) -> None:
+    """A multiplier must be a real number (TypeError otherwise, naming its type) above 0
+    (ValueError)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{model}: {name} must be a number > 0, got {value!r} "
+                        f"({type(value).__name__})")
+    if not value > 0:                                  # also NaN
+        raise ValueError(f"{model}: {name} must be > 0, got {value!r}")
 
 
 def _normal(rng, std, like):

@@ -50,7 +50,7 @@ import inspect
 import math
 
 from .. import nn
-from ._common import check_options
+from ._common import check_options, check_positive
 
 __all__ = ["mobilenet", "efficientnet", "mobilenet_output_size", "efficientnet_output_size",
            "DenseMobileNet", "DenseEfficientNet", "DENSE_EFFICIENTNET_STAGES"]
@@ -70,8 +70,7 @@ def _width(c, multiplier, divisor=8):
 def _check_common(model, input_dim, width_multiplier, num_classes, dropout, divisor=8):
     if not isinstance(input_dim, int) or isinstance(input_dim, bool) or input_dim < 1:
         raise ValueError(f"{model}: input_dim must be an integer >= 1, got {input_dim!r}")
-    if not (isinstance(width_multiplier, (int, float)) and width_multiplier > 0):
-        raise ValueError(f"{model}: width_multiplier must be > 0, got {width_multiplier!r}")
+    check_positive(model, "width_multiplier", width_multiplier)
     if not isinstance(divisor, int) or isinstance(divisor, bool) or divisor < 1:
         raise ValueError(f"{model}: divisor must be an integer >= 1, got {divisor!r}")
     check_options(model, 1 if num_classes is None else num_classes, dropout)
@@ -80,8 +79,7 @@ def _check_common(model, input_dim, width_multiplier, num_classes, dropout, divi
 def _check_efficientnet(model, base_dim, depth_multiplier, expand_ratio, se_ratio, head_dim):
     if not isinstance(base_dim, int) or base_dim < 1:
         raise ValueError(f"{model}: base_dim must be an integer >= 1, got {base_dim!r}")
-    if not (isinstance(depth_multiplier, (int, float)) and depth_multiplier > 0):
-        raise ValueError(f"{model}: depth_multiplier must be > 0, got {depth_multiplier!r}")
+    check_positive(model, "depth_multiplier", depth_multiplier)
     if not (isinstance(expand_ratio, (int, float)) and expand_ratio >= 1):
         raise ValueError(f"{model}: expand_ratio must be >= 1, got {expand_ratio!r}")
     if not (isinstance(se_ratio, (int, float)) and 0 <= se_ratio <= 1):

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 
 from .. import nn
-from ._common import ImageClassifier, check_options
+from ._common import ImageClassifier, check_options, check_positive
 from .pretrained import weights_entry, weights_names, with_weights
 
 __all__ = ["EfficientNet", "EFFICIENTNET_PARAMS", "EFFICIENTNET_STAGES", "compound_scaling",
@@ -122,8 +122,7 @@ class EfficientNet(ImageClassifier):
         self.name = name
         check_options(name, num_classes, dropout, width_mult=width_mult,
                       stochastic_depth_prob=stochastic_depth_prob, in_channels=in_channels)
-        if not depth_mult > 0:
-            raise ValueError(f"{name}: depth_mult must be > 0, got {depth_mult!r}")
+        check_positive(name, "depth_mult", depth_mult)
         rng = nn.make_rng(rng, seed)
         self.num_classes, self.in_channels = num_classes, in_channels
         norm = dict(norm_eps=norm_eps, norm_momentum=norm_momentum)

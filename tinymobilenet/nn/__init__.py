@@ -5,7 +5,7 @@ which stores dL/dparam in each parameter's ``.grad``. ``with no_grad():`` runs f
 passes that keep nothing for backward (faster inference, :mod:`.grad_mode`).
 """
 
-from .module import DEFAULT_DTYPE, Module, Parameter, Sequential
+from .module import DEFAULT_DTYPE, Module, Parameter, Sequential, StateDictError
 from .grad_mode import is_grad_enabled, no_grad
 from .layers import (BatchNorm1d, BatchNorm2d, Dropout, Flatten, GlobalAvgPool2d, Identity,
                      Linear, check_input, check_shape, make_rng)
@@ -20,7 +20,8 @@ from .fusion import (BatchNormAct1d, BatchNormAct2d, fuse_batchnorm_activation, 
                      unfuse_batchnorm_activation, unfused)
 
 __all__ = [
-    "DEFAULT_DTYPE", "Module", "Parameter", "Sequential", "no_grad", "is_grad_enabled",
+    "DEFAULT_DTYPE", "Module", "Parameter", "Sequential", "StateDictError", "no_grad",
+    "is_grad_enabled",
     "BatchNormAct1d", "BatchNormAct2d", "fuse_batchnorm_activation",
     "unfuse_batchnorm_activation", "fused", "unfused",
     "Conv2d", "DepthwiseConv2d", "PointwiseConv2d", "BatchNorm2d", "BatchNorm1d",

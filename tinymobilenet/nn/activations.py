@@ -30,10 +30,11 @@ class _Activation(Module):
         check_input(self, x, ndim=x.ndim if hasattr(x, "ndim") else -1)
         y, cache = type(self)._forward(x)
         self._cache = self._keep(cache)
-        return y
+        return self._keep_output(y)
 
     def backward(self, dy):
-        return type(self)._backward(dy, self._cached(self._cache))
+        cache = self._cached(self._cache)
+        return type(self)._backward(self._check_dy(dy), cache)
 
 
 class ReLU(_Activation):

@@ -140,7 +140,7 @@ class SqueezeExcitation(Module):
         scale = self.scale_activation(self.fc2(self.activation(self.fc1(pooled))))
         y, excite_cache = F.excite_forward(x, scale)                        # x * scale
         self._cache = self._keep((pool_cache, excite_cache))
-        return y
+        return self._keep_output(y)
 
     def _plain(self):
         """Are the four gate layers the library's own (a subclass may change forward)?"""
@@ -176,6 +176,7 @@ class SqueezeExcitation(Module):
 
     def backward(self, dy):
         pool_cache, excite_cache = self._cached(self._cache)
+        dy = self._check_dy(dy)
         dx, dscale = F.excite_backward(dy, excite_cache)                    # the product's path
         dpooled = self.fc1.backward(self.activation.backward(
             self.fc2.backward(self.scale_activation.backward(dscale))))     # (N, C, 1, 1)
@@ -212,11 +213,11 @@ class StochasticDepth(Module):
     def forward(self, x):
         y, mask = F.stochastic_depth_forward(x, self.p, self.training, self.rng)
         self._mask = self._keep((mask,))         # a tuple: None is a valid (eval) mask
-        return y
+        return self._keep_output(y)
 
     def backward(self, dy):
         (mask,) = self._cached(self._mask)
-        return F.stochastic_depth_backward(dy, mask)
+        return F.stochastic_depth_backward(self._check_dy(dy), mask)
 
 
 class InvertedResidual(Module):

@@ -111,7 +111,7 @@ class Conv2d(Module):
         b = None if self.bias is None else self.bias.data
         y, cache = self._run(x, self.weight.data, b)
         self._cache = self._keep(cache)
-        return y
+        return self._keep_output(y)
 
     def _run(self, x, w, b):
         """(y, cache): this layer's kernel on ``x`` with weights ``w`` and bias ``b`` (its
@@ -130,6 +130,7 @@ class Conv2d(Module):
 
     def backward(self, dy):
         cache = self._cached(self._cache)
+        dy = self._check_dy(dy)
         if self._kind == "pointwise":
             dx, dw, db = F.pointwise_conv2d_backward(dy, cache)
         elif self._kind == "depthwise" and self.same:

@@ -89,10 +89,11 @@ class GroupedLinear(Module):
         b = None if self.bias is None else self.bias.data
         y, cache = F.grouped_linear_forward(x, self.weight.data, b, self.groups)
         self._cache = self._keep(cache)
-        return y
+        return self._keep_output(y)
 
     def backward(self, dy):
-        dx, dw, db = F.grouped_linear_backward(dy, self._cached(self._cache))
+        cache = self._cached(self._cache)
+        dx, dw, db = F.grouped_linear_backward(self._check_dy(dy), cache)
         self.weight.grad = dw
         if self.bias is not None:
             self.bias.grad = db
@@ -142,10 +143,11 @@ class DenseSqueezeExcitation(Module):
                     dtype=self.fc1.weight.data.dtype, axes="N, {C}")
         scale = self.scale_activation(self.fc2(self.activation(self.fc1(x))))   # (N, C)
         self._cache = self._keep((x, scale))
-        return x * scale
+        return self._keep_output(x * scale)
 
     def backward(self, dy):
         x, scale = self._cached(self._cache)
+        dy = self._check_dy(dy)
         # x reaches y twice: directly (times the gate) and through the gate itself
         dscale = dy * x
         dx = dy * scale

@@ -122,10 +122,11 @@ class _BatchNorm(Module):
         self._cache = self._keep(cache)
         if self.training:
             self.num_batches_tracked = self.num_batches_tracked + 1
-        return y
+        return self._keep_output(y)
 
     def backward(self, dy):
-        dx, dgamma, dbeta = F.batchnorm_backward(dy, self._cached(self._cache))
+        cache = self._cached(self._cache)
+        dx, dgamma, dbeta = F.batchnorm_backward(self._check_dy(dy), cache)
         self.weight.grad, self.bias.grad = dgamma, dbeta
         return dx
 
@@ -192,10 +193,11 @@ class Linear(Module):
         b = None if self.bias is None else self.bias.data
         y, cache = F.linear_forward(x, self.weight.data, b)
         self._cache = self._keep(cache)
-        return y
+        return self._keep_output(y)
 
     def backward(self, dy):
-        dx, dw, db = F.linear_backward(dy, self._cached(self._cache))
+        cache = self._cached(self._cache)
+        dx, dw, db = F.linear_backward(self._check_dy(dy), cache)
         self.weight.grad = dw
         if self.bias is not None:
             self.bias.grad = db
@@ -223,10 +225,11 @@ class GlobalAvgPool2d(Module):
         check_input(self, x)
         y, cache = F.global_avg_pool_forward(x, keepdims=not self.flatten)
         self._cache = self._keep(cache)
-        return y
+        return self._keep_output(y)
 
     def backward(self, dy):
-        return F.global_avg_pool_backward(dy, self._cached(self._cache))
+        cache = self._cached(self._cache)
+        return F.global_avg_pool_backward(self._check_dy(dy), cache)
 
 
 class Flatten(Module):
@@ -244,10 +247,11 @@ class Flatten(Module):
         if not isinstance(x, np.ndarray) or x.ndim < 1:
             raise ValueError(f"Flatten: expected an array (N, ...), got {getattr(x, 'shape', x)}")
         self._shape = self._keep(x.shape)
-        return x.reshape(x.shape[0], -1)
+        return self._keep_output(x.reshape(x.shape[0], -1))
 
     def backward(self, dy):
-        return dy.reshape(self._cached(self._shape))
+        shape = self._cached(self._shape)
+        return self._check_dy(dy).reshape(shape)
 
 
 class Dropout(Module):
@@ -272,13 +276,13 @@ class Dropout(Module):
     def forward(self, x):
         y, cache = F.dropout_forward(x, self.p, self.training, self.rng)
         self._cache, self._ran = self._keep(cache), is_grad_enabled()
-        return y
+        return self._keep_output(y)
 
     def backward(self, dy):
         if not self._ran:
             raise RuntimeError("Dropout: backward called before forward (nothing cached; a "
                                "forward inside no_grad() keeps nothing)")
-        return F.dropout_backward(dy, self._cache)
+        return F.dropout_backward(self._check_dy(dy), self._cache)
 
 
 class Identity(Module):

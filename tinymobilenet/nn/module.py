@@ -8,26 +8,57 @@ a module's own parameters, then its own buffers, then each child's entries.
 ``forward(x)`` computes the output and caches what ``backward`` needs (nothing inside
 ``with no_grad():``, :mod:`.grad_mode`); ``backward(dy)`` returns dL/dx and *overwrites*
 each parameter's ``.grad`` (calling it twice gives the same result, there is no
-accumulation across calls).
+accumulation across calls). A layer's backward checks ``dy`` against its forward's
+output: the same shape and dtype, or an error naming the layer and both.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Iterator
 
 import numpy as np
 
+from ..functional._checks import check_dout
 from . import grad_mode
 from .grad_mode import is_grad_enabled
 
-__all__ = ["Parameter", "Module", "Sequential", "DEFAULT_DTYPE"]
+__all__ = ["Parameter", "Module", "Sequential", "DEFAULT_DTYPE", "StateDictError"]
 
 DEFAULT_DTYPE = np.float32
 
 # the tracer of a trace() that runs a container's real forward (see Module._trace)
 _tracing = threading.local()
+
+
+class StateDictError(KeyError, ValueError):
+    """A state dict that does not fit the module: a missing or unexpected key, or an entry
+    that is not a numeric array of the right shape; the message names the key.
+
+    A ``KeyError`` (what ``load_state_dict`` raised for missing and unexpected keys) and a
+    ``ValueError`` (what it raised for wrong shapes), so code catching either still
+    does; printed without the quotes KeyError puts around its message."""
+
+    def __str__(self):
+        return BaseException.__str__(self)
+
+
+def _numeric_array(key, value) -> np.ndarray:
+    """``value`` of state-dict entry ``key`` as an ndarray of numbers (bool, int, float),
+    else a StateDictError naming the key."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as e:          # e.g. ragged nested lists
+        raise StateDictError(f"load_state_dict: key '{key}' is not an array of numbers "
+                             f"({type(value).__name__}: {e})") from None
+    if array.dtype.kind not in "biuf":
+        what = {"O": "Python objects (e.g. None)", "U": "strings", "S": "bytes"}.get(
+            array.dtype.kind, f"values of dtype {array.dtype.name}")
+        raise StateDictError(f"load_state_dict: key '{key}' holds {what}, expected an "
+                             f"array of numbers")
+    return array
 
 
 class Parameter:
@@ -177,6 +208,21 @@ class Module:
             )
         return cache
 
+    def _keep_output(self, y):
+        """Remember the shape and dtype of this forward's output ``y`` (nothing inside
+        ``no_grad()``) for :meth:`_check_dy`; returns y."""
+        self._y_spec = (y.shape, y.dtype) if is_grad_enabled() else None
+        return y
+
+    def _check_dy(self, dy):
+        """``dy`` if it is an array of the last forward's output shape and dtype (kept by
+        :meth:`_keep_output`), else an error naming this layer, e.g. ``Conv2d(3->4): dy
+        must have the shape of the forward's output (2, 4, 8, 8), got (2, 4, 4, 4)``."""
+        spec = self.__dict__.get("_y_spec")
+        if spec is None:
+            return dy
+        return check_dout(self, dy, spec[0], spec[1], name="dy", strict=True)
+
     def _label(self) -> str:
         """Short name used in error messages, e.g. ``Conv2d(32->64)``."""
         return type(self).__name__
@@ -249,39 +295,52 @@ class Module:
     def load_state_dict(self, state_dict, strict: bool = True):
         """Copy arrays from ``state_dict`` into this module's parameters and buffers.
 
-        ``num_batches_tracked`` entries are accepted and may be absent. With ``strict``,
-        a missing or unexpected key raises ``KeyError`` naming it; a wrongly shaped array
-        always raises ``ValueError`` naming the key and both shapes. Values are cast to
-        the dtype of the parameter they replace. Returns ``(missing, unexpected)`` lists.
+        ``state_dict``: a mapping {name (str): numeric array}, e.g. another model's
+        ``state_dict()``. ``num_batches_tracked`` entries are accepted and may be absent.
+        With ``strict``, a missing or unexpected key raises :class:`StateDictError`
+        naming it (a ``KeyError``, as before, and a ``ValueError``); an entry that is not
+        a numeric array (strings, objects, None) or is wrongly shaped always raises it,
+        naming the key (and both shapes). Nothing is loaded unless every entry is good.
+        Values are cast to the dtype of the parameter they replace. Returns
+        ``(missing, unexpected)`` lists.
         """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"load_state_dict: expected a mapping {{name: array}} such as "
+                            f"model.state_dict(), got {type(state_dict).__name__}")
+        for key in state_dict:
+            if not isinstance(key, str):
+                raise TypeError(f"load_state_dict: keys must be parameter names (str), got "
+                                f"{key!r} ({type(key).__name__})")
         items = {key: (owner, name, is_param) for key, owner, name, is_param in self._state_items()}
         optional = {k for k in items if k.endswith("num_batches_tracked")}
         missing = [k for k in items if k not in state_dict and k not in optional]
         unexpected = [k for k in state_dict if k not in items
                       and not k.endswith("num_batches_tracked")]
         if strict and missing:
-            raise KeyError(
+            raise StateDictError(
                 f"load_state_dict: missing key '{missing[0]}'"
                 + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
             )
         if strict and unexpected:
-            raise KeyError(
+            raise StateDictError(
                 f"load_state_dict: unexpected key '{unexpected[0]}'"
                 + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else "")
             )
+        loads = []                      # every entry checked before anything is loaded
         for key, value in state_dict.items():
             if key not in items:
                 continue
             owner, name, is_param = items[key]
             current = getattr(owner, name)
             target = current.data if is_param else current
-            value = np.asarray(value)
+            value = _numeric_array(key, value)
             if value.shape != target.shape:
-                raise ValueError(
+                raise StateDictError(
                     f"load_state_dict: key '{key}' has shape {value.shape}, "
                     f"expected {target.shape}"
                 )
-            new = value.astype(target.dtype, copy=True)
+            loads.append((owner, name, is_param, current, value.astype(target.dtype, copy=True)))
+        for owner, name, is_param, current, new in loads:
             if is_param:
                 current.data = new
                 current.grad = np.zeros_like(new)
