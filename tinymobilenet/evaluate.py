@@ -8,6 +8,11 @@ test split, or the test part of the image folder it was trained on, as split the
 ``--data DIR`` evaluates other images of the same classes: ``DIR/<class>/`` folders, or
 ``DIR/test/<class>/``; a class folder the checkpoint does not know is an error, classes it
 lacks are fine. The confusion-matrix PNG goes beside the checkpoint unless ``--out`` says.
+
+The image folder of the checkpoint's own test set is a path written *in the checkpoint*
+(``config.data``, relative to the checkpoint's folder). A checkpoint from elsewhere can
+name any folder; it is only read (its images decoded), and an error about it says that the
+checkpoint named it and that ``--data DIR`` chooses another.
 """
 
 from __future__ import annotations
@@ -21,15 +26,21 @@ import numpy as np
 
 from . import cli
 from .data import FolderError, ImageError, ImageTransform, find_images
+from .files import output_problem
 
 __all__ = ["confusion_matrix", "per_class_accuracy", "evaluate_checkpoint", "test_set",
            "plot_confusion", "build_parser", "main"]
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
-    """(K, K) int64 counts: row = true class, column = predicted class."""
+    """(K, K) int64 counts: row = true class, column = predicted class. ValueError for a
+    label outside 0..K-1."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        if y.size and (y.min() < 0 or y.max() >= num_classes):
+            raise ValueError(f"confusion_matrix: {name} holds labels outside 0..{num_classes - 1}")
     m = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(m, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    np.add.at(m, (y_true, y_pred), 1)
     return m
 
 
@@ -45,11 +56,18 @@ def test_set(path, config: dict, data=None):
     ``config`` on: its own test split, or the image folder ``data`` (labels by class name)."""
     from .train import load_data
     if data is None:
-        _, test, _ = load_data(config, base=Path(path).parent)
-        split = config.get("split")
-        if split is not None and test.info.get("split") != split:
-            raise FolderError(f"{config['data']}: the images differ from those the checkpoint "
-                              f"was trained and split on")
+        try:
+            _, test, _ = load_data(config, base=Path(path).parent)
+            split = config.get("split")
+            if split is not None and test.info.get("split") != split:
+                raise FolderError(f"{config['data']}: the images differ from those the "
+                                  f"checkpoint was trained and split on")
+        except (FolderError, ImageError) as e:
+            if not config.get("data"):
+                raise
+            raise type(e)(f"{e} (the folder {config['data']!r} is named by the checkpoint "
+                          f"{path}, relative to its folder; --data DIR evaluates on "
+                          f"another)") from None
         where = config.get("data") or f"the {config['dataset']} test split"
         return test.x, test.y, f"{where} ({len(test)} images)"
     folder = Path(data)
@@ -140,7 +158,9 @@ def build_parser() -> cli.Parser:
                    help="checkpoint.npz written by python -m tinymobilenet.train (required)")
     p.add_argument("--data", default=argparse.SUPPRESS, metavar="DIR",
                    help="images to evaluate on, DIR/<class>/ or DIR/test/<class>/ (default: "
-                        "the checkpoint's own test set)")
+                        "the checkpoint's own test set: the bundled data's, or the test part "
+                        "of the image folder whose path the checkpoint holds, relative to "
+                        "the checkpoint's folder)")
     p.add_argument("--out", default=argparse.SUPPRESS, metavar="PNG",
                    help="where the confusion matrix goes (default: confusion.png beside the "
                         "checkpoint)")
@@ -157,11 +177,14 @@ def main(argv=None) -> int:
     if data is not None and not Path(data).is_dir():
         p.error(f"--data: {data}: " + ("not a folder" if Path(data).exists()
                                        else "no such folder"))
+    out = Path(a.out) if hasattr(a, "out") else Path(a.checkpoint).parent / "confusion.png"
+    problem = output_problem(out)
+    if problem:                                      # before the work
+        p.error(f"--out: {problem}" if hasattr(a, "out") else problem)
     try:
         report = evaluate_checkpoint(a.checkpoint, data)
     except (CheckpointError, FolderError, ImageError) as e:
         p.error(str(e))
-    out = Path(a.out) if hasattr(a, "out") else Path(a.checkpoint).parent / "confusion.png"
     import matplotlib
     matplotlib.use("Agg")
     plot_confusion(report["confusion_matrix"], report["classes"], out,

@@ -28,11 +28,13 @@ import numpy as np
 
 from . import cli
 from . import functional as F
+from .files import FileError, output_problem, save_figure
 
 __all__ = ["V1_WIDTH_ACCURACY", "V1_RESOLUTION_ACCURACY", "V1_TABLE2", "spiral",
            "relu_roundtrip", "relu_collapsed_fraction", "v1_costs_by_type", "plot_cost_ratio",
            "plot_alpha_rho", "plot_v1_layer_costs", "plot_relu_manifold", "plot_activations",
-           "plot_history", "save_training_curves", "save_bench_ratios", "FIGURES", "main"]
+           "plot_history", "read_history", "save_training_curves", "read_bench_report",
+           "save_bench_ratios", "FIGURES", "main"]
 
 # MobileNetV1 paper (Howard et al., 2017), ImageNet top-1 accuracy in %.
 V1_WIDTH_ACCURACY = {1.0: 70.6, 0.75: 68.4, 0.5: 63.7, 0.25: 50.6}        # Table 6, 224 px
@@ -262,7 +264,6 @@ def plot_history(history, path=None, title="MobileNetV1 on the 8x8 digits"):
     test, side by side; saved to ``path`` if given (atomically, and then closed outside
     Jupyter, so scripts do not pile up open figures). Returns the matplotlib Figure.
     Also ``tinymobilenet.train.plot_history``."""
-    from .files import save_figure
     plt = _plt()
     epochs = [r["epoch"] for r in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.6))
@@ -291,15 +292,36 @@ def plot_history(history, path=None, title="MobileNetV1 on the 8x8 digits"):
     return fig
 
 
+def read_history(metrics) -> list:
+    """The ``history`` of a ``metrics.json`` written by ``python -m tinymobilenet.train``;
+    :class:`~tinymobilenet.files.FileError` naming the file for one that is missing, not
+    JSON, or has no history of epochs (rows with a number for ``epoch``, ``train_loss``
+    and ``train_accuracy``, and for ``test_loss`` and ``test_accuracy`` when the first
+    row has them)."""
+    from .files import FileError, read_json
+    data = read_json(metrics, "metrics.json")
+    history = data.get("history") if isinstance(data, dict) else None
+    keys = ["epoch", "train_loss", "train_accuracy"]
+    if isinstance(history, list) and history and isinstance(history[0], dict) \
+            and "test_loss" in history[0]:
+        keys += ["test_loss", "test_accuracy"]
+    ok = isinstance(history, list) and history and all(
+        isinstance(r, dict) and all(isinstance(r.get(k), (int, float))
+                                    and not isinstance(r.get(k), bool) for k in keys)
+        for r in history)
+    if not ok:
+        raise FileError(f"{metrics}: not a metrics.json of python -m tinymobilenet.train "
+                        f"(no \"history\" list of epochs with {', '.join(keys)})")
+    return history
+
+
 def save_training_curves(path, metrics=None):
     """:func:`plot_history` of the default training run: read from a ``metrics.json``
-    written by ``python -m tinymobilenet.train`` if given, else trained now (the default
-    run, under a minute on two cores)."""
-    import json
+    written by ``python -m tinymobilenet.train`` if given (:func:`read_history`), else
+    trained now (the default run, under a minute on two cores)."""
     import tempfile
     if metrics is not None:
-        with open(metrics) as f:
-            history = json.load(f)["history"]
+        history = read_history(metrics)
     else:
         from .train import run      # the only reason to import the trainer: to train
         with tempfile.TemporaryDirectory() as out:
@@ -309,15 +331,40 @@ def save_training_curves(path, metrics=None):
         title="MobileNetV1 (alpha 0.25, 32x32) on the 8x8 digits: python -m tinymobilenet.train")
 
 
+def read_bench_report(report):
+    """A report saved by ``python -m tinymobilenet.bench --compare torch --format json``
+    (one, or a list of them), checked for what :func:`tinymobilenet.bench.plot_ratios`
+    reads; :class:`~tinymobilenet.files.FileError` naming the file otherwise."""
+    from .files import FileError, read_json
+    data = read_json(report, "benchmark report")
+    number = lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    def ok(r):
+        return (isinstance(r, dict) and isinstance(r.get("machine"), dict)
+                and isinstance(r["machine"].get("threads"), int)
+                and isinstance(r.get("results"), list) and r["results"]
+                and all(isinstance(x, dict) and isinstance(x.get("name"), str)
+                        and "target" in x and all(number(x.get(k)) for k in ("target", "ratio", "ratio_q1",
+                                                           "ratio_q3"))
+                        for x in r["results"]))
+    reports = data if isinstance(data, list) else [data]
+    if not reports or not all(map(ok, reports)):
+        raise FileError(f"{report}: not a report of python -m tinymobilenet.bench --compare "
+                        f"torch --format json (no \"results\" with names and ratios, or no "
+                        f"\"machine\" with threads)")
+    if not any(x.get("ratio") is not None for x in reports[0]["results"]):
+        raise FileError(f"{report}: the report has no ratios (run the benchmark with "
+                        f"--compare torch)")
+    return data
+
+
 def save_bench_ratios(path, report=None):
     """``tinymobilenet.bench.plot_ratios``: from a report saved by ``python -m
-    tinymobilenet.bench --compare torch --format json`` if given, else a ``--quick``
-    comparison run now (needs PyTorch)."""
-    import json
+    tinymobilenet.bench --compare torch --format json`` if given (:func:`read_bench_report`),
+    else a ``--quick`` comparison run now (needs PyTorch)."""
     from . import bench
     if report is not None:
-        with open(report) as f:
-            data = json.load(f)
+        data = read_bench_report(report)
     else:
         data = bench.run(quick=True, compare_torch=True)
     bench.plot_ratios(data, path)
@@ -348,12 +395,24 @@ def main(argv=None):
                    "tinymobilenet.bench --compare torch --format json` for bench_ratios "
                    "(default: a quick comparison run now)")
     a = p.parse_args(argv)
+    names = a.only or list(FIGURES)
+    problem = output_problem(a.out, folder=True)
+    if problem:
+        p.error(f"--out: {problem}")
+    for option, file, read, figure in (
+            ("--train-metrics", a.train_metrics, read_history, "training_curves"),
+            ("--bench-report", a.bench_report, read_bench_report, "bench_ratios")):
+        if file is not None and figure in names:     # checked before any work
+            try:
+                read(file)
+            except FileError as e:
+                p.error(f"{option}: {e}")
     import matplotlib
     matplotlib.use("Agg")
     plt = _plt()
     os.makedirs(a.out, exist_ok=True)
     written = []
-    for name in a.only or FIGURES:
+    for name in names:
         path = os.path.join(a.out, f"{name}.png")
         if name == "training_curves":
             save_training_curves(path, a.train_metrics)
@@ -365,7 +424,7 @@ def main(argv=None):
                 continue
         else:
             fig = FIGURES[name]()
-            fig.savefig(path, dpi=_DPI)
+            save_figure(fig, path, dpi=_DPI)
             plt.close(fig)
         plt.close("all")
         written.append(path)

@@ -30,12 +30,12 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 
 from . import cli
 from .data import ImageError, ImageTransform
+from .files import FileError, input_problem
 from .functional import log_softmax
 
 __all__ = ["predict_files", "probabilities", "load_checkpoint_source",
@@ -82,7 +82,8 @@ def render_table(results: list[dict]) -> str:
 # ---- where the model comes from ----------------------------------------------------------
 
 def load_checkpoint_source(path):
-    """(model in eval mode, transform, class names) of a ``train`` checkpoint."""
+    """(model in eval mode, transform, class names) of a ``train`` checkpoint (its meta data
+    checked when it is read); :class:`~tinymobilenet.train.CheckpointError` naming the file."""
     from .train import CheckpointError, load_model
     model = load_model(path)
     config = model.checkpoint_meta["config"]
@@ -110,7 +111,10 @@ def load_pretrained_source(name: str, weights="DEFAULT", *, progress: bool = Tru
     """(model, transform, class names) for ImageNet weights: ``weights`` is ``"DEFAULT"``,
     a published name, or a path to a ``.pth``/``.npz`` file (the model's ImageNet shapes;
     then the preprocessing of the model's DEFAULT weights is used). The model comes back in
-    eval mode with batch norm folded. ``ValueError`` for an unknown model or weights name."""
+    eval mode with batch norm folded. ``ValueError`` for an unknown model or weights name,
+    :class:`~tinymobilenet.files.FileError` for a weights file that is missing or a
+    directory, :class:`~tinymobilenet.models.CheckpointFormatError` for one that cannot be
+    read (both ``ValueError`` too)."""
     from .data import imagenet_transform
     from .data.preprocess import IMAGENET_CLASSES, transform_for_weights
     from .models import MODEL_NAMES, fold_batchnorm, get_model, load_weights
@@ -125,8 +129,9 @@ def load_pretrained_source(name: str, weights="DEFAULT", *, progress: bool = Tru
                              f"of {', '.join(pretrained_model_names())}")
         entry = weights_entry(name, weights)
     else:
-        if not Path(weights).is_file():
-            raise ValueError(f"{weights}: no such weights file")
+        problem = input_problem(weights, "weights")
+        if problem:
+            raise FileError(problem)
         # a file of ImageNet weights: the preprocessing its model's published weights use
         entry = weights_entry(name) if published else None
     if published:          # the factory's weights= (it ports another implementation's names)
@@ -189,8 +194,9 @@ def main(argv=None) -> int:
                 "weights)")
     if a.checkpoint is not None and a.weights != "DEFAULT":
         p.error("--weights goes with --model; a checkpoint holds its own weights")
+    # errors that name their file; any other ValueError is about the --model name
     errors = (CheckpointError, ImageError, CheckpointFormatError, ChecksumError,
-              WeightsMismatchError, WeightsUnavailableError)
+              WeightsMismatchError, WeightsUnavailableError, FileError, IsADirectoryError)
     try:
         model, transform, classes = load_source(a)
     except errors as e:

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from . import cli
-from .files import write_json
+from .files import FileError, output_problem, read_json, write_json
 from .train import DEFAULTS, FAMILIES, family_of, run
 
 __all__ = ["TARGETS", "family_runs", "default_runs", "resume_check", "grid", "models_of", "main"]
@@ -59,12 +59,18 @@ def _same(a, b) -> bool:
 
 
 def models_of(family: str) -> tuple:
-    """The model names ``--family`` stands for: all, a family, or one model."""
+    """The model names ``--family`` stands for: all, a family, or one model; ValueError
+    listing the three kinds of name for anything else."""
     if family == "all":
         return tuple(n for names in FAMILIES.values() for n in names)
     if family in FAMILIES:
         return FAMILIES[family]
-    family_of(family)                    # ValueError for an unknown name
+    try:
+        family_of(family)
+    except ValueError:
+        models = [n for names in FAMILIES.values() for n in names]
+        raise ValueError(f"unknown family or model {family!r}; choose all, a family ("
+                         f"{', '.join(FAMILIES)}) or a model ({', '.join(models)})") from None
     return (family,)
 
 
@@ -206,7 +212,16 @@ def main(argv=None) -> int:
         p.error(f"--family: {e}")
     out = Path(a.out)
     path = out / "benchmark.json"
-    result = json.loads(path.read_text()) if path.is_file() else {}
+    problem = output_problem(out, folder=True) or output_problem(path)
+    if problem:
+        p.error(f"--out: {problem}")
+    try:                                 # the results of earlier runs, merged with these
+        result = read_json(path, "benchmark.json") if path.exists() else {}
+    except FileError as e:
+        p.error(f"{e}; move it away or choose another --out")
+    if not isinstance(result, dict) or not isinstance(result.get("families", {}), dict):
+        p.error(f"{path}: not a benchmark.json of this command (not a JSON object with a "
+                f"\"families\" object); move it away or choose another --out")
     result["machine"] = _machine()
     seeds = tuple(range(a.seeds))
     if names:

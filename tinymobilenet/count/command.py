@@ -7,7 +7,6 @@ counts it with :func:`summary` and prints one of the reports of :mod:`.render`. 
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from .. import cli
@@ -32,8 +31,7 @@ def build_parser():
                             "a MobileNet-family model: where the cost goes, per layer type, "
                             "and depthwise separable vs full convolutions.",
                 # the docstring after its title line, up to its usage line
-                epilog=doc.split("\n\nUsage:")[0].split("\n\n", 1)[1],
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+                epilog=doc.split("\n\nUsage:")[0].split("\n\n", 1)[1])
     p.add_argument("--model", default=None, choices=names, metavar="NAME",
                    help="one of: " + ", ".join(names) + " (default mobilenet_v1)")
     p.add_argument("--alpha", type=cli.number(float), default=None, metavar="A",
@@ -44,8 +42,8 @@ def build_parser():
     g.add_argument("--resolution", type=cli.number(int), default=None, metavar="R",
                    help="input size R x R (default: the model's own, 224 for MobileNets)")
     g.add_argument("--rho", type=cli.number(float), default=None, metavar="P",
-                   help="resolution multiplier: input size round(P x default), "
-                        "e.g. 0.857 -> 192 for MobileNetV1")
+                   help="resolution multiplier: input size round(P x the model's own), "
+                        "e.g. 0.857 -> 192 for MobileNetV1 (default: none, --resolution)")
     p.add_argument("--num-classes", type=cli.number(int), default=None, metavar="K",
                    help="classes of the final layer (default 1000, ImageNet)")
     p.add_argument("--in-channels", type=cli.number(int), default=None, metavar="C",
@@ -53,7 +51,8 @@ def build_parser():
     p.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="count the model trained in PATH (checkpoint.npz of python -m "
                         "tinymobilenet.train): its architecture, options and input size, as "
-                        "its metrics.json reports them; replaces the five options above")
+                        "its metrics.json reports them; replaces --model, --alpha, "
+                        "--resolution, --rho, --num-classes and --in-channels")
     p.add_argument("--per-layer", action="store_true",
                    help="also print every layer (torchinfo's layout)")
     p.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table",
@@ -79,14 +78,18 @@ def main(argv=None):
     title = f"{name}" + (f" ({width})" if width else "") + (
         f" from {a.checkpoint}" if a.checkpoint else "") + (
         ", BatchNorm folded" if a.fold_bn else "")
+    # a checkpoint's options are checked for their types when it is read; what the model
+    # itself refuses is then the file's fault, and the message names it
+    where = f"{a.checkpoint}: " if a.checkpoint else ""
+    options = "meta data config.model_options: " if a.checkpoint else ""
     try:
         problem = check_fits(name, kwargs, input_shape, 1, "build")
         if problem:
-            p.error(problem)
+            p.error(where + problem)
         model = _models()[1](name, **kwargs)
         s = summary(model, (1,) + tuple(input_shape), fold_bn=a.fold_bn, title=title)
-    except (ValueError, RuntimeError) as e:
-        p.error(str(e))
+    except (TypeError, ValueError, RuntimeError) as e:
+        p.error(f"{where}{options}{e}")
     base = standard_baseline(s) if a.baseline else None
     if a.format == "json":
         print(render_json(s, base))
@@ -127,6 +130,9 @@ def _resolve(p, a):
         if not a.rho > 0:
             p.error(f"--rho must be > 0, got {a.rho:g}")
         res = int(round(base * a.rho))
+        if not 1 <= res <= MAX_RESOLUTION:
+            p.error(f"--rho {a.rho:g} gives the input size round({a.rho:g} x {base}) = {res}; "
+                    f"it must be in 1..{MAX_RESOLUTION}")
     else:
         res = a.resolution if a.resolution is not None else base
     if not 1 <= res <= MAX_RESOLUTION:
@@ -137,20 +143,21 @@ def _resolve(p, a):
 def _from_checkpoint(p, a):
     """(model name, kwargs, input size) of the model a trainer checkpoint was trained as."""
     from ..train import CheckpointError, read_checkpoint
+    from ..train.checkpoint import model_spec
     given = [f"--{k.replace('_', '-')}" for k in ("model", "alpha", "resolution", "rho",
                                                    "num_classes", "in_channels")
              if getattr(a, k) is not None]
     if given:
         p.error(f"--checkpoint gives the model and its input; {given[0]} cannot change them")
     try:
-        meta, _ = read_checkpoint(a.checkpoint, arrays=False)
-        c = meta["config"]
-        return c["model"], dict(c["model_options"]), tuple(c["input_shape"])
+        name, options, shape = model_spec(a.checkpoint,
+                                          read_checkpoint(a.checkpoint, arrays=False)[0])
     except CheckpointError as e:
         p.error(str(e))
-    except KeyError as e:
-        p.error(f"{a.checkpoint}: its config lacks {e} (not written by python -m "
+    if shape is None:
+        p.error(f"{a.checkpoint}: its config lacks 'input_shape' (not written by python -m "
                 f"tinymobilenet.train?)")
+    return name, options, shape
 
 
 def default_resolution(name: str) -> int:

@@ -61,10 +61,14 @@ class ImageTransform:
                              f"got {resample!r}")
         self.resample = resample
         channels = 1 if mode == "L" else 3
-        self.mode, self.size = mode, int(size)
-        self.mean = np.broadcast_to(np.asarray(mean, np.float32), (channels,)).copy()
-        self.std = np.broadcast_to(np.asarray(std, np.float32), (channels,)).copy()
-        self.upsample = None if upsample in (None, size) else int(upsample)
+        self.mode, self.size = mode, _side("size", size)
+        self.mean = _per_channel("mean", mean, channels)
+        self.std = _per_channel("std", std, channels)
+        if not (self.std > 0).all():
+            raise ValueError(f"ImageTransform: std must be > 0, got {self.std.tolist()}")
+        self.upsample = None if upsample in (None, size) else _side("upsample", upsample)
+        if flatten not in (True, False):
+            raise ValueError(f"ImageTransform: flatten must be true or false, got {flatten!r}")
         self.flatten = bool(flatten)
 
     @property
@@ -112,6 +116,12 @@ class ImageTransform:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ImageTransform":
+        """The transform :meth:`to_dict` gave; ValueError naming a missing or bad entry."""
+        if not isinstance(d, dict):
+            raise ValueError(f"ImageTransform: expected a dict, got {type(d).__name__}")
+        missing = [k for k in ("mode", "size", "mean", "std") if k not in d]
+        if missing:
+            raise ValueError(f"ImageTransform: no {missing[0]!r} entry")
         return cls(d["mode"], d["size"], d["mean"], d["std"], d.get("upsample"),
                    d.get("flatten", False), d.get("resample", "bilinear"))
 
@@ -119,6 +129,26 @@ class ImageTransform:
         return (f"ImageTransform(mode={self.mode!r}, size={self.size}, mean={self.mean.tolist()}, "
                 f"std={self.std.tolist()}, upsample={self.upsample}, flatten={self.flatten}, "
                 f"resample={self.resample!r})")
+
+
+def _side(name, v) -> int:
+    """An image side: an integer >= 1 (ValueError naming ``name`` otherwise)."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"ImageTransform: {name} must be an integer >= 1, got {v!r}")
+    return int(v)
+
+
+def _per_channel(name, values, channels) -> np.ndarray:
+    """float32 (channels,) from one finite number or one per channel (ValueError naming
+    ``name`` otherwise)."""
+    try:
+        a = np.asarray(values, np.float64)
+    except (TypeError, ValueError):
+        a = None
+    if a is None or a.ndim > 1 or a.size not in (1, channels) or not np.isfinite(a).all():
+        what = "1 finite number" if channels == 1 else f"1 or {channels} finite numbers"
+        raise ValueError(f"ImageTransform: {name} must be {what}, got {values!r}")
+    return np.broadcast_to(a.astype(np.float32), (channels,)).copy()
 
 
 # ---- the folder layout ---------------------------------------------------------------

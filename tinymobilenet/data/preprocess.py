@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import open_image
+from .images import _to_8bit, open_image
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "IMAGENET_CLASSES", "INTERPOLATIONS",
            "ImageNetTransform", "LiteTransform", "imagenet_transform", "lite_transform",
@@ -65,12 +65,16 @@ def _resample(interpolation: str):
 
 
 def _to_pil(image):
-    """A path, a PIL image or a uint8 (H, W[, 3]) array -> an RGB PIL image."""
+    """A path, a PIL image or a uint8 (H, W[, 3]) array -> an RGB PIL image (8 bits per
+    channel, see :mod:`.images`)."""
     from PIL import Image
     if isinstance(image, (str, os.PathLike)):
         return open_image(image, "RGB")          # EXIF rotation, transparency on white
     if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
+        if image.mode == "RGB":
+            return image
+        # 16-bit gray scaled to 8 bits, not clipped; pixels of unknown range refused
+        return _to_8bit(image, image.format, "the PIL image").convert("RGB")
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and
                                                                  image.shape[2] == 3)):

@@ -20,11 +20,12 @@ explicit map or by order with every shape checked::
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from ..files import atomic_open
+from ..files import atomic_open, input_problem
 from . import pth
 
 __all__ = ["load_weights", "save_weights", "read_state_dict", "port_state_dict",
@@ -55,8 +56,11 @@ def read_state_dict(path_or_dict) -> dict:
     A checkpoint may hold the state dict under ``"state_dict"``, ``"model_state_dict"``
     or ``"model"``, as training scripts store it; an ``.npz`` written by the trainer
     (``model/<key>`` arrays beside ``meta``) gives its model's weights. Keys keep the
-    file's order. A corrupt ``.pth`` raises :class:`~.pth.CheckpointFormatError`, one that
-    asks to run code :class:`~.pth.UnsafeCheckpointError` (both ``ValueError``).
+    file's order. A file that is corrupt, truncated, not of its kind, or holds anything but
+    finite numbers raises :class:`~.pth.CheckpointFormatError` naming the file (and the
+    entry); a ``.pth`` that asks to run code :class:`~.pth.UnsafeCheckpointError`, an
+    ``.npz`` with pickled objects is refused as well (both ``ValueError``). A missing file
+    raises ``FileNotFoundError``, a directory ``IsADirectoryError``.
     """
     if isinstance(path_or_dict, Mapping):
         return {str(k): _to_numpy(v) for k, v in path_or_dict.items()}
@@ -66,14 +70,15 @@ def read_state_dict(path_or_dict) -> dict:
     path = os.fspath(path_or_dict)
     if not os.path.exists(path):
         raise FileNotFoundError(f"load_weights: no such file: {path}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(input_problem(path, "weights"))
     name = os.path.basename(path).lower()
     if name.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as f:        # never unpickle: no code runs
-            state = {k: f[k] for k in f.files}
+        state = _read_npz(path)
         if "meta" in state and any(k.startswith("model/") for k in state):
             # a trainer checkpoint (train.save_checkpoint): the model's part only
-            return {k[len("model/"):]: v for k, v in state.items() if k.startswith("model/")}
-        return state
+            state = {k[len("model/"):]: v for k, v in state.items() if k.startswith("model/")}
+        return check_numbers(state, path)
     if name.endswith(PTH_SUFFIXES):
         obj = pth.load(path)
         for key in NESTED_KEYS:
@@ -87,9 +92,57 @@ def read_state_dict(path_or_dict) -> dict:
         if bad is not None:
             raise pth.CheckpointFormatError(f"{path}: entry {bad!r} is a "
                                             f"{type(obj[bad]).__name__}, not a tensor")
-        return {str(k): v for k, v in obj.items()}
+        return check_numbers({str(k): v for k, v in obj.items()}, path)
     raise ValueError(f"load_weights: unknown file type {os.path.splitext(path)[1]!r} "
                      f"({path}); expected .npz, .pth or .pt")
+
+
+def _read_npz(path) -> dict:
+    """The arrays of an ``.npz`` file, read with ``allow_pickle=False`` (no code runs);
+    CheckpointFormatError naming the file for anything else, never NumPy's advice to
+    unpickle it."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if not head.startswith(b"PK\x03\x04"):                      # an .npz is a zip archive
+        what = "an empty file" if not head else (
+            "a single .npy array" if head == b"\x93NUMPY" else "not a zip archive")
+        raise pth.CheckpointFormatError(f"{path}: not an .npz file of weights ({what})")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            state = {}
+            for k in f.files:
+                try:
+                    state[k] = f[k]
+                except ValueError as e:
+                    if "allow_pickle" not in str(e) and "Object arrays" not in str(e):
+                        raise
+                    raise pth.CheckpointFormatError(
+                        f"{path}: entry {k!r} holds pickled Python objects, which are never "
+                        f"loaded (read with allow_pickle=False: unpickling could run code); "
+                        f"a weights file holds only arrays of numbers") from None
+            return state
+    except pth.CheckpointFormatError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as e:
+        raise pth.CheckpointFormatError(f"{path}: not a readable .npz file of weights, "
+                                        f"truncated or corrupt? ({e})") from None
+
+
+def check_numbers(state: dict, path) -> dict:
+    """``state`` ({name: ndarray} read from ``path``) if every entry holds finite numbers;
+    CheckpointFormatError naming the file and the entry otherwise (strings, or NaN and
+    infinities: a training run that diverged saves NaN)."""
+    for k, v in state.items():
+        if not isinstance(v, np.ndarray):        # a file in the zip that is not an .npy
+            raise pth.CheckpointFormatError(f"{path}: entry {k!r} is not a NumPy array")
+        if v.dtype.kind not in "fiubc":
+            raise pth.CheckpointFormatError(f"{path}: entry {k!r} holds {v.dtype} values, "
+                                            f"not numbers")
+        if v.dtype.kind in "fc" and not np.isfinite(v).all():
+            raise pth.CheckpointFormatError(
+                f"{path}: entry {k!r} has {np.count_nonzero(~np.isfinite(v))} NaN or "
+                f"infinite values (saved from a training run that diverged?)")
+    return state
 
 
 def _optional(key):

@@ -13,7 +13,7 @@ from ..models import DENSE_MODEL_NAMES, MODEL_NAMES
 from .checkpoint import CheckpointError, read_checkpoint
 from .loop import TrainingInterrupted
 from .recipes import COMMON, recipe_table
-from .runner import ConfigError, resolve_config, run, run_dir
+from .runner import OPTION_TYPES, ConfigError, resolve_config, run, run_dir
 
 __all__ = ["build_parser", "main"]
 
@@ -58,10 +58,11 @@ def build_parser() -> cli.Parser:
     recipe = " (default: the model's recipe, below)"
     p.add_argument("--model", default=SUPPRESS, metavar="NAME",
                    help=f"what to train: {', '.join(names)} (default: mobilenet_v1)")
-    p.add_argument("--alpha", type=cli.number(float, 0, lo_open=True), default=SUPPRESS,
-                   help="width multiplier: alpha of V1, width_mult of V2/V3, width_multiplier "
-                        "of the dense models; EfficientNet has none" + recipe)
-    p.add_argument("--resolution", type=cli.number(int, 1), default=SUPPRESS, metavar="R",
+    p.add_argument("--alpha", type=OPTION_TYPES["alpha"], default=SUPPRESS,
+                   help="width multiplier (> 0): alpha of V1, width_mult of V2/V3, "
+                        "width_multiplier of the dense models; EfficientNet has none" + recipe)
+    p.add_argument("--resolution", type=OPTION_TYPES["resolution"], default=SUPPRESS,
+                   metavar="R",
                    help="input size: images are resized to R x R (the dense models see "
                         "them as C*R*R vectors)" + recipe)
     g = p.add_mutually_exclusive_group()
@@ -70,48 +71,54 @@ def build_parser() -> cli.Parser:
                         f"triangles and crosses drawn procedurally (default: {COMMON['dataset']})")
     g.add_argument("--data", default=SUPPRESS, metavar="DIR",
                    help="your own images instead: DIR/<class>/ (split here, see "
-                        "--test-fraction) or DIR/train/<class>/ and DIR/test/<class>/, PNG or "
-                        "JPEG (default: none, the --dataset)")
+                        "--test-fraction) or DIR/train/<class>/ and DIR/test/<class>/; "
+                        "any image file Pillow reads (PNG, JPEG, BMP, GIF, TIFF, WebP, PPM/PGM; 16-bit "
+                        "gray scaled to 8 bits) (default: none, the --dataset)")
     p.add_argument("--in-channels", type=int, choices=(1, 3), default=SUPPRESS,
                    help="1 gray or 3 RGB (default: 1 for the bundled data; for --data 1 if "
                         "every image is grayscale, else 3)")
-    p.add_argument("--test-fraction", type=cli.number(float, 0, 0.95, lo_open=True),
-                   default=SUPPRESS,
+    p.add_argument("--test-fraction", type=OPTION_TYPES["test_fraction"], default=SUPPRESS,
+                   metavar="F",
                    help="--data without train/ and test/: the part of each class held out "
-                        f"for testing, drawn with --seed (default: {COMMON['test_fraction']:g})")
-    p.add_argument("--epochs", type=cli.number(int, 1), default=SUPPRESS,
+                        f"for testing, drawn with --seed; 0 < F <= 0.95 "
+                        f"(default: {COMMON['test_fraction']:g})")
+    p.add_argument("--epochs", type=OPTION_TYPES["epochs"], default=SUPPRESS,
                    help="passes over the training set" + recipe)
-    p.add_argument("--batch-size", type=cli.number(int, 1), default=SUPPRESS,
+    p.add_argument("--batch-size", type=OPTION_TYPES["batch_size"], default=SUPPRESS,
                    help="images per SGD step" + recipe)
-    p.add_argument("--lr", type=cli.number(float, 0, lo_open=True), default=SUPPRESS,
+    p.add_argument("--lr", type=OPTION_TYPES["lr"], default=SUPPRESS,
                    help="peak learning rate (linear warm-up, then cosine decay to 0)" + recipe)
-    p.add_argument("--momentum", type=cli.number(float, 0, 0.999), default=SUPPRESS,
-                   help=f"Nesterov momentum of SGD, 0: plain SGD (default: {COMMON['momentum']:g})")
-    p.add_argument("--weight-decay", type=cli.number(float, 0), default=SUPPRESS,
+    p.add_argument("--momentum", type=OPTION_TYPES["momentum"], default=SUPPRESS, metavar="M",
+                   help=f"Nesterov momentum of SGD, 0: plain SGD; 0 <= M <= 0.999 "
+                        f"(default: {COMMON['momentum']:g})")
+    p.add_argument("--weight-decay", type=OPTION_TYPES["weight_decay"], default=SUPPRESS,
                    help="L2 decay of conv/linear weights (never of BN parameters or biases)"
                         + recipe)
-    p.add_argument("--warmup-epochs", type=cli.number(float, 0), default=SUPPRESS,
+    p.add_argument("--warmup-epochs", type=OPTION_TYPES["warmup_epochs"], default=SUPPRESS,
                    help="epochs of linear learning-rate warm-up from lr/10" + recipe)
-    p.add_argument("--shift", type=cli.number(float, 0), default=SUPPRESS,
+    p.add_argument("--shift", type=OPTION_TYPES["shift"], default=SUPPRESS,
                    help="augmentation: random shifts of up to this many pixels (of the 8x8 "
                         "original for the digits, of the resized image otherwise); 0: off"
                         + recipe)
-    p.add_argument("--label-smoothing", type=cli.number(float, 0, 0.99), default=SUPPRESS,
-                   help="cross-entropy against (1 - s) one-hot + s uniform" + recipe)
-    p.add_argument("--dropout", type=cli.number(float, 0, 0.99), default=SUPPRESS,
-                   help="dropout before the classifier (default: the model's own, 0.2 for "
-                        "V2/V3/EfficientNet-B0, 0 for V1)")
-    p.add_argument("--classifier-range", type=cli.number(float, 0), default=SUPPRESS,
-                   metavar="R", help="draw the classifier's initial weights from U(-R, R); 0: "
+    p.add_argument("--label-smoothing", type=OPTION_TYPES["label_smoothing"], default=SUPPRESS,
+                   metavar="S",
+                   help="cross-entropy against (1 - s) one-hot + s uniform; 0 <= s <= 0.99"
+                        + recipe)
+    p.add_argument("--dropout", type=OPTION_TYPES["dropout"], default=SUPPRESS, metavar="P",
+                   help="dropout before the classifier, 0 <= P <= 0.99 (default: the model's "
+                        "own, 0.2 for V2/V3/EfficientNet-B0, 0 for V1)")
+    p.add_argument("--classifier-range", type=OPTION_TYPES["classifier_range"],
+                   default=SUPPRESS, metavar="R", help="draw the classifier's initial weights from U(-R, R); 0: "
                    "the model's own initialisation" + recipe)
-    p.add_argument("--zero-init-residual", type=cli.number(int, 0, 1), default=SUPPRESS,
-                   metavar="0|1", help="1: every residual block's last batch norm scale starts "
+    p.add_argument("--zero-init-residual", type=OPTION_TYPES["zero_init_residual"],
+                   default=SUPPRESS, metavar="0|1", help="1: every residual block's last batch norm scale starts "
                    "at 0, so each block starts as the identity (deep EfficientNets need it)"
                    + recipe)
-    p.add_argument("--precise-bn", type=cli.number(int, 0), default=SUPPRESS, metavar="N",
+    p.add_argument("--precise-bn", type=OPTION_TYPES["precise_bn"], default=SUPPRESS,
+                   metavar="N",
                    help="training images whose statistics replace BatchNorm's running "
                         "averages before each evaluation and checkpoint; 0: off" + recipe)
-    p.add_argument("--seed", type=cli.number(int, 0), default=SUPPRESS,
+    p.add_argument("--seed", type=OPTION_TYPES["seed"], default=SUPPRESS,
                    help="weights, shuffling, augmentation and the split of --data "
                         f"(default: {COMMON['seed']})")
     p.add_argument("--out", default=SUPPRESS, metavar="DIR",

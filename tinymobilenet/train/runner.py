@@ -13,6 +13,7 @@ the run's directory, so a run directory moved together with its data still works
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import time
@@ -20,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import nn
+from .. import cli, nn
 from ..data import (DIGITS_TEST_SIZE, DIGITS_TRAIN_SIZE, ImageTransform, scan_folder,
                     image_folder, load_dataset, random_shift)
-from ..files import write_json
+from ..files import output_problem, write_json
 from ..count import summary
 from ..memory import check_fits
 from ..optim import SGD, Cosine, Warmup, param_groups
@@ -32,7 +33,8 @@ from .loop import evaluate, fit
 from .recipes import (family_of, init_classifier, model_from_config, model_options, recipe,
                       zero_init_residual)
 
-__all__ = ["run", "resolve_config", "load_data", "ConfigError", "run_dir"]
+__all__ = ["run", "resolve_config", "check_config", "OPTION_TYPES", "load_data",
+           "ConfigError", "run_dir"]
 
 
 # images of each bundled data set (train + test), for the memory estimate
@@ -41,6 +43,67 @@ DATASET_SIZES = {"digits": DIGITS_TRAIN_SIZE + DIGITS_TEST_SIZE, "shapes": 1200 
 
 class ConfigError(ValueError):
     """A configuration that cannot be trained (the message says which option and why)."""
+
+
+#: what each training option may be: the ``type=`` of its command-line option (which names
+#: the bound a value breaks), also applied to a configuration read from a checkpoint
+OPTION_TYPES = {
+    "alpha": cli.number(float, 0, lo_open=True),
+    "resolution": cli.number(int, 1),
+    "test_fraction": cli.number(float, 0, 0.95, lo_open=True),
+    "epochs": cli.number(int, 1),
+    "batch_size": cli.number(int, 1),
+    "lr": cli.number(float, 0, lo_open=True),
+    "momentum": cli.number(float, 0, 0.999),
+    "weight_decay": cli.number(float, 0),
+    "warmup_epochs": cli.number(float, 0),
+    "shift": cli.number(float, 0),
+    "label_smoothing": cli.number(float, 0, 0.99),
+    "dropout": cli.number(float, 0, 0.99),
+    "classifier_range": cli.number(float, 0),
+    "zero_init_residual": cli.number(int, 0, 1),
+    "precise_bn": cli.number(int, 0),
+    "seed": cli.number(int, 0),
+}
+# options that may be None (the recipe's "the model's own" / "none")
+_OPTIONAL = {"alpha", "dropout", "classifier_range", "data", "in_channels", "out"}
+
+
+def check_config(config: dict) -> None:
+    """:class:`ConfigError` naming the first option of ``config`` (a configuration read
+    from a file: every key optional) that the command line would refuse: a value of the
+    wrong type or out of :data:`OPTION_TYPES`' bounds, an unknown model or data set, a
+    ``data`` or ``out`` that is not a path, ``in_channels`` not 1 or 3, a ``split`` that is
+    not a dict. Keys it does not know are left alone."""
+    from ..data import DATASETS
+    for key, value in config.items():
+        if value is None and key in _OPTIONAL:
+            continue
+        if key in OPTION_TYPES:
+            parse = OPTION_TYPES[key]
+            if isinstance(value, bool) and key == "zero_init_residual":
+                value = int(value)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or (parse.__name__ == "int" and not isinstance(value, int)):
+                what = "an integer" if parse.__name__ == "int" else "a number"
+                raise ConfigError(f"{key}: must be {what}, got {value!r}")
+            try:
+                parse(repr(value))
+            except argparse.ArgumentTypeError as e:
+                raise ConfigError(f"{key}: {e}") from None
+        elif key == "model":
+            try:
+                family_of(value)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"model: {e}") from None
+        elif key == "dataset" and value not in DATASETS:
+            raise ConfigError(f"dataset: must be one of {', '.join(DATASETS)}, got {value!r}")
+        elif key in ("data", "out") and not isinstance(value, str):
+            raise ConfigError(f"{key}: must be a path, got {value!r}")
+        elif key == "in_channels" and (isinstance(value, bool) or value not in (1, 3)):
+            raise ConfigError(f"in_channels: must be 1 or 3, got {value!r}")
+        elif key == "split" and not isinstance(value, dict):
+            raise ConfigError(f"split: must be a dict, got {type(value).__name__}")
 
 
 def resolve_config(config: dict) -> dict:
@@ -136,14 +199,19 @@ def run(config: dict, progress="auto", resume=None, on_epoch_end=None, log=None)
     ``out`` possibly changed; its ``data`` is relative to the checkpoint's directory).
     ``on_epoch_end`` is passed to :func:`fit`; ``log(text)`` receives a line about the
     data and the model (None: silent). Raises :class:`ConfigError` for options that
-    cannot work, before any training; ``metrics["wall_time_seconds"]`` covers the whole
+    cannot work (an ``out`` that cannot be a folder included), before any training;
+    ``metrics["wall_time_seconds"]`` covers the whole
     run, every resumed part included."""
     t_start = time.perf_counter()
     c = resolve_config(config)
     out = run_dir(c)
-    earlier = 0.0
+    problem = output_problem(out, folder=True)
+    if problem:                                       # before the data is loaded
+        raise ConfigError(problem)
+    earlier, saved = 0.0, None
     if resume is not None:
-        earlier = read_checkpoint(resume, arrays=False)[0].get("wall_time_seconds", 0.0)
+        meta = read_checkpoint(resume, arrays=False)[0]
+        earlier, saved = meta.get("wall_time_seconds", 0.0), meta["config"].get("model_options")
     folder = data_path(c, Path(resume).parent if resume is not None else ".")
     _check_memory(c, folder)
     train, test, transform = load_data({**c, "data": folder})
@@ -154,6 +222,9 @@ def run(config: dict, progress="auto", resume=None, on_epoch_end=None, log=None)
                               f"was trained on (its split.json lists them)")
     opts = model_options(c["model"], c.get("alpha"), len(train.classes), train.x.shape[1:],
                          c["seed"], c.get("dropout"))
+    if saved is not None and saved != opts:
+        raise ConfigError(f"{resume}: meta data config.model_options {saved} differ from those "
+                          f"its training options give, {opts}")
     c.update(model_options=opts, input_shape=list(train.x.shape[1:]),
              classes=list(train.classes), transform=transform.to_dict())
     if "split" in train.info:
