@@ -261,16 +261,17 @@ def plot_activations():
 
 def plot_history(history, path=None, title="MobileNetV1 on the 8x8 digits"):
     """Loss and accuracy per epoch of a training history (``train.fit``'s rows), train and
-    test, side by side; saved to ``path`` if given (atomically, and then closed outside
+    test, side by side ("train (running)": the mean over the epoch's batches while the weights
+    changed, on augmented images if the run augments); saved to ``path`` if given (atomically, and then closed outside
     Jupyter, so scripts do not pile up open figures). Returns the matplotlib Figure.
     Also ``tinymobilenet.train.plot_history``."""
     plt = _plt()
     epochs = [r["epoch"] for r in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.6))
     ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-", ms=3,
-                 label="train (running, augmented)")
+                 label="train (running)")
     ax_acc.plot(epochs, [100 * r["train_accuracy"] for r in history], "o-", ms=3,
-                label="train (running, augmented)")
+                label="train (running)")
     if history and "test_loss" in history[0]:
         ax_loss.plot(epochs, [r["test_loss"] for r in history], "s-", ms=3, label="test")
         ax_acc.plot(epochs, [100 * r["test_accuracy"] for r in history], "s-", ms=3,
