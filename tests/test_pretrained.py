@@ -148,6 +148,17 @@ def test_no_network_says_what_to_fetch_and_where(served, env, monkeypatch):
     assert models.weights_info(MODEL)["path"] == str(dest)   # the same path, for scripts
 
 
+def test_a_local_mirror_without_the_file_says_where_to_put_it(served, env, monkeypatch, tmp_path):
+    _, name, _, _, _ = served
+    mirror = tmp_path / "mirror"
+    monkeypatch.setenv("TINYMOBILENET_WEIGHTS_URL", mirror.as_uri())
+    with pytest.raises(models.WeightsUnavailableError) as info:
+        models.mobilenet_v3_small(weights="DEFAULT", progress=False)
+    assert str(info.value).endswith(f"put the file at {mirror / name} (the mirror) or at "
+                                    f"{env / name}")
+    assert list(env.iterdir()) == []
+
+
 def test_file_url(served, env, monkeypatch):
     state, name, _, _, server = served
     monkeypatch.setenv("TINYMOBILENET_WEIGHTS_URL", server.folder.as_uri())

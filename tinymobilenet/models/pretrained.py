@@ -227,7 +227,11 @@ def download(url: str, dest, sha256_prefix: str, *, progress: bool = True,
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    by_hand = (f"without network, fetch {url} elsewhere and put the file at {dest}")
+    if url.startswith("file:"):               # a local mirror ($TINYMOBILENET_WEIGHTS_URL)
+        mirror = urllib.request.url2pathname(urllib.parse.urlparse(url).path)
+        by_hand = f"put the file at {mirror} (the mirror) or at {dest}"
+    else:
+        by_hand = f"without network, fetch {url} elsewhere and put the file at {dest}"
     h = hashlib.sha256()
     try:
         request = urllib.request.Request(url, headers={"User-Agent": "tinymobilenet"})
