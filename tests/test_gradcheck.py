@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.ch02]
 
 
 
-def test_checker_catches_a_depthwise_backward_that_ignores_the_stride():
+def test_checker_catches_a_0_1_percent_error_in_a_strided_depthwise_dw():
     def wrong_backward(dout, cache):
         dx, dw, db = F.depthwise_conv2d_backward(dout, cache)
         return dx, dw * 1.001, db          # a 0.1 % error in dw
