@@ -112,3 +112,29 @@ def check_model_gradients(model, shape, h=1e-6, tol=1e-5):
     result = gradcheck.check_module(model, x, h=h, tol=tol, max_elements=1)
     assert result.ok, str(result)
     assert len(result.errors) == len(model.parameters()) + 1       # x and every parameter
+
+
+# ---- MobileNetV1 counted by hand from the paper's Table 1 (Howard et al., 2017) -----------
+
+# Table 1 after the first layer (a full 3x3 conv, 3 -> 32, stride 2): the 13 depthwise
+# separable blocks as (output channels, stride of the depthwise 3x3)
+V1_TABLE1_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+                    (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
+
+
+def v1_table1_counts(resolution=224, num_classes=1000):
+    """MobileNetV1 (alpha 1) written out from Table 1, independently of the library:
+    {"macs", "first_conv_macs", "params"}. MACs: conv and FC multiply-accumulates (the
+    paper's Mult-Adds); params: conv/FC weights, the FC bias and BatchNorm's gamma and beta
+    (the convs have no bias). Output sizes by (H + 2 * 1 - 3) // stride + 1."""
+    H = (resolution + 2 - 3) // 2 + 1
+    first = 3 * 3 * 3 * 32 * H * H
+    macs, params, C = first, 3 * 3 * 3 * 32 + 2 * 32, 32
+    for c_out, stride in V1_TABLE1_BLOCKS:
+        H = (H + 2 - 3) // stride + 1
+        macs += 3 * 3 * C * H * H + C * c_out * H * H        # depthwise, then pointwise
+        params += 3 * 3 * C + 2 * C + C * c_out + 2 * c_out  # each conv with its BN
+        C = c_out
+    macs += C * num_classes                                   # after the global average pool
+    params += C * num_classes + num_classes
+    return {"macs": macs, "first_conv_macs": first, "params": params}

@@ -256,6 +256,7 @@ def test_imagenet_transform_scales_a_16_bit_pil_image(tmp_path):
     from tinymobilenet.data import imagenet_transform
     pixels = np.asarray(draw_image(1, seed=0, size=(40, 30)))
     t = imagenet_transform(resize=32, crop=24)
+    # the 16-bit pixels scale back to the 8-bit ones exactly, then the same computation runs
     np.testing.assert_array_equal(t(Image.fromarray(pixels)),
                                   t(Image.fromarray(pixels.astype(np.uint16) * 257)))
 
@@ -297,6 +298,8 @@ def test_16_bit_images_train_and_predict_like_their_8_bit_copies(good, tmp_path)
                     pixels = pixels.astype(np.uint16) * 257
                 Image.fromarray(pixels).save(tmp_path / f"b{bits}" / f"c{k}" / f"{i}.png")
     eight, sixteen = (image_folder(tmp_path / f"b{bits}", 8) for bits in (8, 16))
+    # v * 257 scaled back by / 257 gives the 8-bit pixels exactly; from there the same
+    # computation runs on the same pixels: bit for bit
     np.testing.assert_array_equal(eight.train.x, sixteen.train.x)
     transform = ImageTransform.from_dict(read_checkpoint(good)[0]["config"]["transform"])
     np.testing.assert_array_equal(transform(tmp_path / "b8/c1/0.png"),

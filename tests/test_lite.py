@@ -285,15 +285,25 @@ def _rel(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
+@pytest.fixture
+def torch_one_thread():
+    """torch on one thread for the test (tiny float64 tensors: threads only contend on
+    shared cores), and its thread count restored after it: later tests see the default."""
+    torch = pytest.importorskip("torch")
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(old)
+
+
 @pytest.mark.torch
 @pytest.mark.slow
-def test_lite0_matches_an_independent_pytorch_implementation():
+def test_lite0_matches_an_independent_pytorch_implementation(torch_one_thread):
     """Random weights and BatchNorm statistics, float64, a non-square input whose sizes
     are odd and even on the way down (SAME pads differently on each): logits, dx, every
     parameter gradient (relative to the largest, see the train-mode gradcheck) and, in
     train mode, the running statistics."""
-    torch = pytest.importorskip("torch")
-    torch.set_num_threads(1)
+    torch = torch_one_thread
     theirs = torch_lite(1.0, 1.0, num_classes=10).double()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():

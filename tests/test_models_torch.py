@@ -17,7 +17,18 @@ from tinymobilenet import models, nn
 torchvision = pytest.importorskip("torchvision")
 torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.torch, pytest.mark.slow, pytest.mark.ch06, pytest.mark.ch07, pytest.mark.ch08]
-torch.set_num_threads(1)      # tiny float64 tensors: threads only contend on shared cores
+
+
+@pytest.fixture(scope="module", autouse=True)
+def torch_one_thread():
+    """One torch thread while this module runs (tiny float64 tensors: threads only contend
+    on shared cores); the count restored afterwards, so no other module inherits it (set at
+    import time it held for the whole session, even with this module deselected)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
 
 # PyTorch's hardsigmoid backward multiplies by 1/6 rounded to float32 even for float64
 # tensors, so MobileNetV3 (h-sigmoid SE gates) agrees to ~1e-8 only; the rest to ~1e-13.

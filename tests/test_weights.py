@@ -33,6 +33,7 @@ def test_load_from_dict_casts_dtype_and_num_batches_tracked_optional():
              if not k.endswith("num_batches_tracked")}
     b = models.load_weights(models.mobilenet_v2(0.25, num_classes=3, seed=2), state)
     assert b.features[0][0].weight.data.dtype == np.float32
+    # float32 -> float64 -> float32 is exact: a copy of the same numbers
     assert np.array_equal(b.features[0][0].weight.data, a.features[0][0].weight.data)
 
 
@@ -97,7 +98,7 @@ def test_pth_read_without_torch(tmp_path, monkeypatch):
     path = pth_writer.write(tmp_path / "w.pth", a.state_dict())
     b = models.load_weights(models.mobilenet_v2(0.25, num_classes=3, seed=2), path).eval()
     x = randn(2, 3, 32, 32).astype(np.float32)
-    assert np.array_equal(a(x), b(x))
+    assert np.array_equal(a(x), b(x))       # same weights, same computation, same process
 
 
 def test_trainer_checkpoint_loads(tmp_path):
@@ -108,7 +109,7 @@ def test_trainer_checkpoint_loads(tmp_path):
     b = models.load_weights(models.mobilenet_v1(0.25, num_classes=10, seed=2), path)
     assert list(models.read_state_dict(path)) == list(a.state_dict())
     x = randn(2, 3, 32, 32).astype(np.float32)
-    assert np.array_equal(a.eval()(x), b.eval()(x))
+    assert np.array_equal(a.eval()(x), b.eval()(x))   # same weights, same computation
 
 
 def test_save_is_atomic(tmp_path, monkeypatch):
@@ -141,6 +142,8 @@ def source():
 
 
 def _same_outputs(a, b):
+    # the same architecture with the same weights: the same computation, repeated in one
+    # process, so bit for bit (any difference is a weight that did not arrive)
     x = randn(2, 3, 32, 32, seed=4).astype(np.float32)
     return np.array_equal(a.eval()(x), b.eval()(x))
 
