@@ -447,3 +447,39 @@ def test_width_multiplier_of_the_wrong_type():
     with pytest.raises(TypeError, match=r"depth_mult must be a number > 0, got None"):
         models.efficientnet.EfficientNet(depth_mult=None)
 
+
+
+# ---- 8. im2col / col2im, the loss's dy ---------------------------------------------------
+
+def test_im2col_and_col2im_say_what_they_expected():
+    x = np.random.default_rng(0).standard_normal((2, 3, 7, 6))
+    col = F.im2col(x, 3, 2, 1)                                 # (2, 3, 3, 3, 4, 3)
+    assert F.col2im(col, 7, 6, 2, 1).shape == x.shape
+    with pytest.raises(TypeError, match=r"im2col: x must be a NumPy array of float32 or float64, got list"):
+        F.im2col(x.tolist(), 3)
+    with pytest.raises(TypeError, match=r"im2col: x must be float32 or float64, got int64"):
+        F.im2col(x.astype(np.int64), 3)
+    with pytest.raises(ValueError, match=r"im2col: expected x \(N, C, H, W\), got shape \(3, 7, 6\)"):
+        F.im2col(x[0], 3)
+    with pytest.raises(TypeError, match=r"im2col: K must be an integer >= 1, got 3.0 \(float\)"):
+        F.im2col(x, 3.0)
+    with pytest.raises(TypeError, match=r"im2col: padding must be an integer >= 0, got 'same'"):
+        F.im2col(x, 3, 1, "same")
+    with pytest.raises(ValueError, match=r"col2im: expected col \(N, C, K, K, Ho, Wo\)"):
+        F.col2im(col[0], 7, 6, 2, 1)
+    with pytest.raises(ValueError, match=r"col2im: col \(2, 3, 3, 3, 4, 3\) has 4x3 patches, "
+                                         r"but a 9x6 image .* has 5x3"):
+        F.col2im(col, 9, 6, 2, 1)
+
+
+def test_the_loss_backward_takes_a_number_and_keeps_the_logits_dtype():
+    loss = nn.CrossEntropyLoss()
+    logits = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    loss(logits, [0, 1, 2, 3])
+    d = loss.backward()
+    assert d.dtype == np.float32
+    twice = loss.backward(np.float64(2.0))                     # a float64 scalar: still float32
+    assert twice.dtype == np.float32 and np.allclose(twice, 2 * d)
+    with pytest.raises(TypeError, match=r"dy must be a number \(the loss is a scalar\), "
+                                        r"got ndarray of shape \(4,\)"):
+        loss.backward(np.ones(4))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .conv_geometry import PhaseGeometry, is_same_stride1
-from .im2col import col2im, im2col_into
+from .im2col import im2col_into, scatter_columns
 from .tiling import scratch
 
 __all__ = ["fill_columns", "col2im_into", "column_buffer", "StridedColumns"]
@@ -73,7 +73,7 @@ def col2im_into(out, col, stride, padding):
     """
     N, C, K, _, H, W = col.shape
     if not is_same_stride1(K, stride, padding):
-        col2im(col, out.shape[2], out.shape[3], stride, padding, out=out)
+        scatter_columns(col, out.shape[2], out.shape[3], stride, padding, out=out)
         return
     lead = padding * (W + 1)
     dxf = np.zeros((N, C, H * W + 2 * lead), dtype=col.dtype)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_float_array, check_int, check_padding
 from .conv_geometry import conv_output_size, tap_range
 
 __all__ = ["im2col", "col2im"]
@@ -30,6 +31,12 @@ def im2col(x: np.ndarray, K: int, stride: int = 1, padding: int = 0) -> np.ndarr
 
     The padded input is never built: the taps that fall in the padding stay zero.
     """
+    check_float_array("im2col", "x", x)
+    if x.ndim != 4:
+        raise ValueError(f"im2col: expected x (N, C, H, W), got shape {x.shape}")
+    check_int("im2col", "K", K, 1)
+    check_int("im2col", "stride", stride, 1)
+    check_padding("im2col", padding, "same_pad.conv2d_same_forward")
     N, C, H, W = x.shape
     Ho = conv_output_size(H, K, stride, padding)
     Wo = conv_output_size(W, K, stride, padding)
@@ -60,6 +67,24 @@ def col2im(col: np.ndarray, H: int, W: int, stride: int = 1, padding: int = 0,
          of all their entries, which is exactly the gradient of im2col. Taps that fell in
          the padding are dropped. With ``out`` given, the sum is written there.
     """
+    check_float_array("col2im", "col", col)
+    if col.ndim != 6 or col.shape[2] != col.shape[3]:
+        raise ValueError(f"col2im: expected col (N, C, K, K, Ho, Wo), got shape {col.shape}")
+    for name, v in (("H", H), ("W", W)):
+        check_int("col2im", name, v, 1)
+    check_int("col2im", "stride", stride, 1)
+    check_padding("col2im", padding, "same_pad.conv2d_same_backward")
+    N, C, K, _, Ho, Wo = col.shape
+    if (conv_output_size(H, K, stride, padding), conv_output_size(W, K, stride, padding)) != (Ho, Wo):
+        raise ValueError(f"col2im: col {col.shape} has {Ho}x{Wo} patches, but a {H}x{W} image "
+                         f"with K={K}, stride={stride}, padding={padding} has "
+                         f"{conv_output_size(H, K, stride, padding)}x"
+                         f"{conv_output_size(W, K, stride, padding)}")
+    return scatter_columns(col, H, W, stride, padding, out)
+
+
+def scatter_columns(col, H, W, stride=1, padding=0, out=None):
+    """:func:`col2im` on checked arguments (what the fast kernels call, tile by tile)."""
     N, C, K, _, Ho, Wo = col.shape
     if out is None:
         out = np.zeros((N, C, H, W), dtype=col.dtype)

@@ -44,5 +44,13 @@ class CrossEntropyLoss(Module):
         return loss
 
     def backward(self, dy=None):
+        """dL/dlogits (N, K); ``dy``: the gradient of what the loss feeds, a number (1 if
+        None)."""
         d = F.softmax_cross_entropy_backward(self._cached(self._cache))
-        return d if dy is None else d * dy
+        if dy is None:
+            return d
+        if np.ndim(dy) != 0 or not np.issubdtype(np.asarray(dy).dtype, np.number):
+            raise TypeError(f"CrossEntropyLoss: dy must be a number (the loss is a scalar), "
+                            f"got {type(dy).__name__}"
+                            + (f" of shape {np.shape(dy)}" if np.ndim(dy) else ""))
+        return d * d.dtype.type(dy)
