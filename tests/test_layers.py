@@ -266,10 +266,37 @@ def test_seeded_layers_are_reproducible():
     assert a.weight.data.dtype == np.float32
 
 
+AVX512_OFF = "X86_V4 AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
+
+
+def test_the_float32_sigmoid_formula_follows_numpy_s_loops_not_a_timing(monkeypatch):
+    """The formula is fixed by the machine and NumPy (tanh under NumPy's AVX-512 loops),
+    so a run and its resumed continuation, two processes, compute the same numbers: with
+    the loops switched off, as on a CPU without AVX-512, exp; timings play no part."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from tinymobilenet.functional import activations
+    monkeypatch.setattr(activations, "_tanh_faster", None)
+    clock = iter(range(10 ** 6))                     # a clock that would make either look slow
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock) ** 2)
+    assert activations.uses_tanh(np.float32) is activations._avx512_loops()
+    probe = ("from tinymobilenet.functional import activations; import numpy as np; "
+             "print(activations.uses_tanh(np.float32))")
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": AVX512_OFF}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    if out.returncode:              # NumPy refuses to switch off what this CPU does not have
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+        assert out.stdout.strip() == "False", out.stderr           # no AVX-512: exp anyway
+    else:
+        assert out.stdout.strip() == "False", out.stderr
+
+
 @pytest.mark.parametrize("tanh", [True, False])
 def test_float32_sigmoid_and_silu_stay_within_their_stated_error(tanh, monkeypatch):
     """float32 runs sigmoid and SiLU through tanh or exp, whichever this machine's NumPy
-    computes faster (functional.activations); both ways, against the float64 definitions:
+    loops compute faster (functional.activations); both ways, against the float64 definitions:
     absolute errors at float32's rounding, and SiLU's relative error bounded where its
     output is not tiny; no warnings at the extremes."""
     import warnings

@@ -34,8 +34,11 @@ __all__ = [
 # the two NumPy computes faster depends on the machine: on an AMD EPYC Zen 5 with NumPy
 # 2.4's AVX-512 loops, tanh takes half the time of exp (64k values in cache: 11 against
 # 23 us), but with its AVX2 loops (NPY_DISABLE_CPU_FEATURES, as on a CPU without AVX-512)
-# 1.7x the time (59 against 35 us). So the choice is measured once, the first time it is
-# needed (:func:`uses_tanh`, ~1 ms). The price of tanh is relative precision near 0, where
+# 1.7x the time (59 against 35 us). So the choice follows the loops NumPy runs: tanh where
+# its AVX-512 (x86-64-v4) loops are on, exp elsewhere (:func:`uses_tanh`). It used to be
+# timed once per process; but a timing on a busy machine can come out either way, and two
+# processes on one machine (a run and its resumed continuation) must compute the same
+# numbers. The price of tanh is relative precision near 0, where
 # 1 + tanh cancels: against float64, on [-40, 40], the sigmoid is off by at most 6e-8
 # and SiLU by 1.4e-6 (the exp formula: 1.3e-6, the rounding of the largest outputs), but
 # SiLU's relative error reaches 2.6e-4 where |y| > 1e-3 (exp: 2e-7), and outputs below
@@ -46,33 +49,31 @@ _tanh_faster = None
 _measuring = threading.Lock()
 
 
-def _measure_tanh_faster() -> bool:
-    """Is NumPy's float32 tanh clearly faster than its exp here (best of 5, in cache)?"""
-    import time
-    a = np.linspace(-4, 4, 1 << 15, dtype=np.float32)
-    out = np.empty_like(a)
-
-    def best(f):
-        times = []
-        for _ in range(6):
-            t0 = time.perf_counter()
-            f(a, out=out)
-            times.append(time.perf_counter() - t0)
-        return min(times[1:])                       # the first call warms up
-
-    return best(np.tanh) < 0.8 * best(np.exp)
+def _avx512_loops() -> bool:
+    """Does NumPy run its AVX-512 (x86-64-v4) loops here? The CPU has them and
+    NPY_DISABLE_CPU_FEATURES has not switched them off (NumPy 2 names the group X86_V4,
+    NumPy 1 AVX512_SKX); False where NumPy does not say (another architecture)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:                               # NumPy 1.x
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            return False
+    return bool(features.get("X86_V4", features.get("AVX512_SKX", False)))
 
 
 def uses_tanh(dtype) -> bool:
-    """Do the sigmoid and SiLU of ``dtype`` go through tanh (float32, where NumPy's tanh
-    measured faster than its exp on this machine; see above)?"""
+    """Do the sigmoid and SiLU of ``dtype`` go through tanh: float32 where NumPy runs its
+    AVX-512 loops, whose tanh is the faster (see above). Fixed by the machine and NumPy,
+    not by a timing, so every process on one machine computes the same numbers."""
     global _tanh_faster
     if dtype != np.float32:
         return False
     if _tanh_faster is None:
         with _measuring:                  # once, even when threads ask at the same time
             if _tanh_faster is None:
-                _tanh_faster = _measure_tanh_faster()
+                _tanh_faster = _avx512_loops()
     return _tanh_faster
 
 
