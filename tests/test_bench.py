@@ -157,8 +157,8 @@ def test_rss_growth_in_a_fresh_process():
     """The measurement works (a benchmark measures; this only checks the measuring): a
     growth above 0, and below the machine's memory and swap in MB, a physical bound rather
     than a target (a growth given in bytes by mistake would exceed it). Skipped only where
-    Linux's /proc interface is missing: rss_growth also gives None when the measuring
-    process crashes, and that must fail here, not skip."""
+    Linux's /proc interface is missing (rss_growth gives None there); a measuring process
+    that fails is an error, not a None."""
     import os
     from tinymobilenet.bench.memory import rss_growth
     if not (os.path.exists("/proc/self/status") and os.path.exists("/proc/self/clear_refs")):
@@ -168,6 +168,9 @@ def test_rss_growth_in_a_fresh_process():
     with open("/proc/meminfo") as f:
         kib = {line.split(":")[0]: int(line.split()[1]) for line in f}
     assert 0 < mb < (kib["MemTotal"] + kib.get("SwapTotal", 0)) / 1024
+    with pytest.raises(RuntimeError, match=r"the process measuring tinymobilenet's no_such_net "
+                                           r"failed \(exit status 1\): ValueError"):
+        rss_growth("tinymobilenet", "no_such_net", 2, 32)
 
 
 def test_profile_cli_and_bad_model():

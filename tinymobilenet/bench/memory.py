@@ -104,13 +104,23 @@ print(json.dumps({"growth": status("VmHWM") - base}))
 def rss_growth(library: str, name: str, N: int, size: int):
     """MB by which a training step of ``name`` raises the peak resident set of a fresh
     process over the resident set with the model and batch built (None where the kernel
-    does not report it: /proc/self/status and clear_refs are Linux's)."""
+    does not report it: /proc/self/status and clear_refs are Linux's). A measuring
+    process that fails raises RuntimeError with the end of its error output: a failure
+    is not reported as "not available"."""
     import json
+    import os
     import subprocess
     import sys
+    if not (os.path.exists("/proc/self/status") and os.path.exists("/proc/self/clear_refs")):
+        return None
     try:
         done = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, library, name, str(N),
                                str(size)], capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"rss_growth: measuring {library}'s {name} took over 600 s") from None
+    try:
         return json.loads(done.stdout)["growth"] / 2 ** 20
-    except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
-        return None
+    except (ValueError, KeyError, TypeError):
+        tail = (done.stderr.strip().splitlines() or ["no error output"])[-1]
+        raise RuntimeError(f"rss_growth: the process measuring {library}'s {name} failed "
+                           f"(exit status {done.returncode}): {tail}") from None
