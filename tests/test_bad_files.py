@@ -118,6 +118,18 @@ BAD_META = [
 ]
 
 
+def test_a_loss_that_blew_up_is_a_fair_history_entry(good, tmp_path):
+    """The history is a record, never computed with: a NaN or inf loss of an epoch (a run
+    that blew up, then recovered) does not make the checkpoint unreadable."""
+    def blown(meta):
+        meta["history"][0]["train_loss"] = float("nan")
+        meta["history"][0]["train_accuracy"] = float("inf")
+    path = variant(good, tmp_path, "blown", blown)
+    meta, _ = train.read_checkpoint(path)
+    assert np.isnan(meta["history"][0]["train_loss"])
+    train.load_model(path)
+
+
 @pytest.mark.parametrize("name, edit, field", BAD_META, ids=[c[0] for c in BAD_META])
 def test_read_checkpoint_names_the_file_and_the_field(good, tmp_path, name, edit, field):
     path = variant(good, tmp_path, name, edit)

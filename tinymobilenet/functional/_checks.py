@@ -48,6 +48,8 @@ def check_float_array(fn: str, name: str, a) -> np.ndarray:
 def check_param(fn: str, name: str, a, dtype) -> np.ndarray:
     """A float32/float64 array argument (weights, bias) in the compute dtype ``dtype``
     (x's): cast when it is the other one of the two, unchanged (no copy) otherwise."""
+    if type(a) is np.ndarray and a.dtype == dtype:  # the usual case, without a further call
+        return a
     check_float_array(fn, name, a)
     return a if a.dtype == dtype else a.astype(dtype)
 
@@ -78,6 +80,8 @@ def check_int(fn: str, name: str, v, low: int) -> int:
 def check_padding(fn: str, padding, same_fn: str) -> int:
     """An integer padding >= 0 (the functional kernels take no strings: TensorFlow's
     SAME padding is ``same_fn``, or ``nn.Conv2d(..., padding="same")``)."""
+    if type(padding) is int and padding >= 0:      # the usual case, without a further call
+        return padding
     if isinstance(padding, str):
         raise TypeError(f"{fn}: padding must be an integer >= 0, got {padding!r}; for "
                         f"TensorFlow's SAME padding call {same_fn} (or use "

@@ -50,7 +50,7 @@ def _check_conv_args(x, w, b, stride, padding, groups):
             f"conv2d: weight {w.shape} expects {Cg * groups} input channels "
             f"with groups={groups}, got input {x.shape}"
         )
-    return w, check_bias("conv2d", b, Co, x.dtype)
+    return w, None if b is None else check_bias("conv2d", b, Co, x.dtype)
 
 
 def _check_conv_dout(fn, dout, cache):

@@ -24,11 +24,14 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int 
 
     Raises ``ValueError`` when the kernel does not fit in the padded input.
     """
-    for name, v, low in (("size", size, 0), ("kernel_size", kernel_size, 1),
-                         ("stride", stride, 1), ("padding", padding, 0)):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"conv_output_size: {name} must be an integer >= {low}, "
-                            f"got {v!r} ({type(v).__name__})")
+    # the usual case (plain ints) first: the layers ask this a few hundred times a forward
+    # pass, and the full check costs ~1 us (2 % of MobileNetV2 at batch 1)
+    if not type(size) is type(kernel_size) is type(stride) is type(padding) is int:
+        for name, v, low in (("size", size, 0), ("kernel_size", kernel_size, 1),
+                             ("stride", stride, 1), ("padding", padding, 0)):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"conv_output_size: {name} must be an integer >= {low}, "
+                                f"got {v!r} ({type(v).__name__})")
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     if padding < 0:

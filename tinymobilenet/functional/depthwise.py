@@ -54,7 +54,8 @@ def _check_depthwise_args(x, w, b, stride, padding):
         )
     check_int("depthwise_conv2d", "stride", stride, 1)
     check_padding("depthwise_conv2d", padding, "depthwise_conv2d_same_forward")
-    return w, check_bias("depthwise_conv2d", b, x.shape[1], x.dtype, "channel")
+    return w, None if b is None else check_bias("depthwise_conv2d", b, x.shape[1], x.dtype,
+                                                "channel")
 
 
 def _check_depthwise_dout(fn, dout, cache):

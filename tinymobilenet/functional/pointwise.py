@@ -31,7 +31,7 @@ def _check_pointwise_args(x, w, b):
             f"pointwise_conv2d: expected weight (Co, {x.shape[1]}, 1, 1) for input {x.shape}, "
             f"got {w.shape}"
         )
-    return w, check_bias("pointwise_conv2d", b, w.shape[0], x.dtype)
+    return w, None if b is None else check_bias("pointwise_conv2d", b, w.shape[0], x.dtype)
 
 
 # ----------------------------------------------------------------------------------------

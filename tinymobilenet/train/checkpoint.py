@@ -155,7 +155,9 @@ def _check_meta(meta: dict) -> None:
     history = meta["history"]
     _need(isinstance(history, list), "history", "a list of epochs", history)
     for i, row in enumerate(history):
-        _need(isinstance(row, dict) and all(_is_number(v) for v in row.values())
+        # a record, never computed with: NaN or inf (a loss that blew up) is a fair entry
+        _need(isinstance(row, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                            for v in row.values())
               and _is_int(row.get("epoch")), f"history[{i}]",
               "an epoch's row of numbers (epoch, train_loss, ...)", row)
     _check_optimizer(meta["optimizer"])
