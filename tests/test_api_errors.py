@@ -483,3 +483,16 @@ def test_the_loss_backward_takes_a_number_and_keeps_the_logits_dtype():
     with pytest.raises(TypeError, match=r"dy must be a number \(the loss is a scalar\), "
                                         r"got ndarray of shape \(4,\)"):
         loss.backward(np.ones(4))
+
+
+def test_same_pad_backward_and_log_softmax_say_what_they_expected():
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8))
+    xp, p, cache = F.same_pad_forward(x, 3, 2)                 # SAME at stride 2: (0, 1) rows
+    assert F.same_pad_backward(np.ones_like(xp), cache).shape == x.shape
+    with pytest.raises(ValueError, match=r"same_pad_backward: dxp must have the shape of the "
+                                         r"padded input \(2, 3, >= \d+, >= \d+\), got \(2, 3, 4, 4\)"):
+        F.same_pad_backward(np.ones((2, 3, 4, 4)), cache)
+    with pytest.raises(TypeError, match=r"same_pad_backward: dxp must be a NumPy array"):
+        F.same_pad_backward(xp.tolist(), cache)
+    with pytest.raises(TypeError, match=r"log_softmax: logits must be float32 or float64, got int64"):
+        F.log_softmax(np.ones((2, 3), dtype=np.int64))

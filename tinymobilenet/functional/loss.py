@@ -15,6 +15,7 @@ def log_softmax(logits):
     Subtracting the row maximum makes every exponent <= 0, so exp never overflows and
     the largest term is exactly 1, so the log-sum never underflows to log(0).
     """
+    check_float_array("log_softmax", "logits", logits)
     z = logits - logits.max(axis=-1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 

@@ -105,6 +105,11 @@ def same_pad_backward(dxp, cache):
     back to x's (N, C, H, W) (the added zeros are constants: their gradient is dropped)."""
     shape, t, l = cache
     H, W = shape[2:]
+    check_float_array("same_pad_backward", "dxp", dxp)
+    if dxp.ndim != 4 or dxp.shape[:2] != tuple(shape[:2]) or dxp.shape[2] < t + H \
+            or dxp.shape[3] < l + W:
+        raise ValueError(f"same_pad_backward: dxp must have the shape of the padded input "
+                         f"({shape[0]}, {shape[1]}, >= {t + H}, >= {l + W}), got {dxp.shape}")
     if dxp.shape == tuple(shape):
         return dxp
     return np.ascontiguousarray(dxp[:, :, t:t + H, l:l + W])
