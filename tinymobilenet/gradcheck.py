@@ -207,6 +207,7 @@ def check_module(module, x, *, seed=0, h=1e-5, tol=1e-6, check_params=True,
     The module's random generators are reset before every forward so dropout masks stay
     fixed, and its parameters and buffers (BN running statistics) are restored at the end.
     Returns a :class:`GradcheckResult`; ``print(result)`` shows the worst error and where.
+    ``TypeError`` for a parameter that is not float64.
     """
     params = list(module.named_parameters())
     for name, p in params:
@@ -252,7 +253,8 @@ def check_function(forward, backward, inputs, *, wrt=None, seed=0, h=1e-5, tol=1
 
     forward(**inputs) -> (out, cache);  backward(dout, cache) -> gradient or tuple of
     gradients, one per name in ``wrt`` (default: every array in ``inputs``, in order;
-    ``None`` gradients are skipped). Arrays are copied to float64.
+    ``None`` gradients are skipped). Arrays are copied to float64. Returns a
+    :class:`GradcheckResult`.
     """
     inputs = {k: (np.array(v, dtype=np.float64) if isinstance(v, np.ndarray) else v)
               for k, v in inputs.items()}

@@ -16,8 +16,10 @@ every update. Schedules hold no state, so a checkpoint only needs the step count
     StepDecay(lr, step_size, gamma=0.1)         lr * gamma ** (step // step_size)
     Cosine(lr, total_steps, min_lr=0)           min_lr + (lr - min_lr) * (1 + cos(pi * t)) / 2,
                                                 t = step / total_steps (clipped at 1)
-    Warmup(schedule, warmup_steps, start=0.1)   ramps linearly from start * schedule(0) to
-                                                schedule(0), then follows schedule(step - warmup)
+    Warmup(schedule, warmup_steps, start_factor=0.1)
+                                                ramps linearly from start_factor * schedule(0)
+                                                to schedule(0), then follows
+                                                schedule(step - warmup_steps)
 """
 
 from __future__ import annotations
@@ -53,7 +55,11 @@ class SGD:
     ``params``: an iterable of :class:`~tinymobilenet.nn.Parameter`, or of groups
     ``{"params": [...], "weight_decay": float}`` (see :func:`param_groups`) whose
     ``weight_decay`` overrides the default. ``lr`` is shared by all groups; a schedule
-    changes it by assigning ``optimizer.lr``.
+    changes it by assigning ``optimizer.lr``. ``dampening`` d makes the velocity update
+    ``v = momentum * v + (1 - d) * g`` after the first step, as in torch.
+
+    ``ValueError`` for lr < 0, momentum outside [0, 1), weight_decay < 0, Nesterov without
+    momentum or with dampening, and an empty parameter list or one that repeats a parameter.
     """
 
     def __init__(self, params, lr: float = 0.1, momentum: float = 0.0,
@@ -87,6 +93,7 @@ class SGD:
         self.step_count = 0
 
     def zero_grad(self) -> None:
+        """Set every parameter's ``.grad`` to zeros."""
         for p in self.params:
             p.grad = np.zeros_like(p.data)
 

@@ -24,6 +24,7 @@ MAX_CHANNELS = 4096
 
 
 def build_parser():
+    """The argument parser of ``python -m tinymobilenet.count``."""
     names, _, _ = _models()
     doc = sys.modules[__package__].__doc__          # the conventions, in tinymobilenet.count
     p = cli.Parser(prog="python -m tinymobilenet.count",
@@ -69,6 +70,9 @@ def build_parser():
 
 
 def main(argv=None):
+    """``python -m tinymobilenet.count`` on ``argv`` (default ``sys.argv[1:]``): build the
+    model, count it and print the report; returns 0. A bad option exits with a usage error
+    (status 2)."""
     from ..memory import check_fits
     p = build_parser()
     a = p.parse_args(argv)

@@ -20,7 +20,8 @@ __all__ = ["render", "headline", "render_breakdown", "render_separable", "render
 def render(s: Summary, fmt="table", per_layer=False, baseline: Summary | None = None) -> str:
     """The default report: a headline, the breakdown by layer type, then the
     separable-vs-full table; ``per_layer`` adds the per-layer table, ``baseline`` (the
-    :func:`standard_baseline` of ``s``) its comparison with ``s``."""
+    :func:`standard_baseline` of ``s``) its comparison with ``s``. ``fmt``: "table" (plain
+    text) or "markdown"."""
     h = "## " if fmt == "markdown" else ""
     parts = [f"{h}{s.title}, input {_shape(s.input_size)}", headline(s), "",
              f"{h}Where the cost goes", render_breakdown(s, fmt), "",

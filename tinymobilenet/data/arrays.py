@@ -64,10 +64,11 @@ class Splits(NamedTuple):
 def batches(data: Dataset, batch_size: int, shuffle: bool = False,
             rng: np.random.Generator | None = None,
             drop_last: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield mini-batches ``(x (B, C, H, W), y (B,))`` covering ``data`` once.
+    """Yield mini-batches ``(x (B, C, H, W) or (B, D), y (B,))`` covering ``data`` once.
 
     With ``shuffle`` the order is ``rng.permutation(N)``: the same generator state gives
-    the same batches. The last batch is smaller unless ``drop_last``.
+    the same batches. The last batch is smaller unless ``drop_last``. ``ValueError`` for
+    batch_size < 1 or ``shuffle`` without ``rng``.
     """
     if batch_size < 1:
         raise ValueError(f"batches: batch_size must be >= 1, got {batch_size}")

@@ -62,6 +62,8 @@ def make_shapes(n: int, resolution: int = 32, seed: int = 0, noise: float = 0.05
 
 def load_shapes(resolution: int = 32, n_train: int = 1200, n_test: int = 400,
                 seed: int = 0) -> Splits:
-    """``(train, test)`` shapes drawn from independent seeds (``seed`` and ``seed + 1``)."""
+    """``(train, test)`` shapes drawn from independent seeds (``seed`` and ``seed + 1``):
+    x (n, 1, R, R) float32, y (n,) int64 in 0..3, n = ``n_train`` / ``n_test`` (see
+    :func:`make_shapes`)."""
     return Splits(make_shapes(n_train, resolution, seed),
                   make_shapes(n_test, resolution, seed + 1))

@@ -201,8 +201,9 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, groups=1):
         out[n, g] = w[g] @ col[n, g]      (Co/G, C/G*K*K) @ (C/G*K*K, Ho*Wo)
 
     The batch runs in tiles of a few samples (COL_BYTES of columns), written by the
-    matmul straight into ``out``. Only x is cached: backward rebuilds each tile's columns,
-    which is cheap next to the matmuls and saves holding a K*K-times larger array.
+    matmul straight into ``out``. The cache holds x and w by reference, not the columns:
+    backward rebuilds each tile's columns, which is cheap next to the matmuls and saves
+    holding a K*K-times larger array.
     Strided convolutions compute on an Ho x Wgrid grid; its Ho x Wo outputs are copied out.
     """
     w, b = _check_conv_args(x, w, b, stride, padding, groups)

@@ -180,7 +180,8 @@ def _path(x_shape, K, stride, padding):
 
 
 def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0):
-    """Depthwise convolution (see the module docstring for the idea and the two paths).
+    """Depthwise convolution (see the module docstring for the idea and the three fast
+    paths).
 
     x: (N, C, H, W)   w: (C, 1, K, K)   b: (C,) or None   ->   out: (N, C, Ho, Wo)
 

@@ -13,6 +13,8 @@ def dropout_forward(x, p, training, rng):
     """Zero each element with probability ``p`` (training only) and scale the rest by 1/(1-p).
 
     x: any shape; ``rng`` is a ``numpy.random.Generator`` (seeded, for reproducibility).
+    Returns ``(out, mask)``, out and mask shaped like x; in eval mode or with p = 0,
+    ``(x, None)`` (x itself). ``ValueError`` unless 0 <= p < 1.
     """
     check_float_array("dropout", "x", x)
     if not 0.0 <= p < 1.0:

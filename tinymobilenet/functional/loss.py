@@ -23,10 +23,12 @@ def log_softmax(logits):
 def softmax_cross_entropy_forward(logits, targets, label_smoothing=0.0):
     """Mean cross-entropy between softmax(logits) and integer targets.
 
-    logits: (N, K) floats   targets: (N,) ints in [0, K)   ->   loss: float
+    logits: (N, K) floats   targets: (N,) ints in [0, K)   ->   ``(loss, cache)``, loss a
+    Python float, cache ``(logp, q)`` (N, K) each
 
     With label smoothing e (PyTorch's definition) the target distribution is
-    ``(1 - e) * onehot + e / K``.
+    ``(1 - e) * onehot + e / K``. ``TypeError`` for non-integer targets, ``ValueError``
+    for a wrong shape, a target outside [0, K) or e outside [0, 1].
     """
     check_float_array("cross_entropy", "logits", logits)
     if logits.ndim != 2:
@@ -50,6 +52,7 @@ def softmax_cross_entropy_forward(logits, targets, label_smoothing=0.0):
 
 
 def softmax_cross_entropy_backward(cache):
-    """dL/dlogits = (softmax(logits) - q) / N, shape (N, K)."""
+    """dL/dlogits = (softmax(logits) - q) / N, shape (N, K), from the forward's cache
+    ``(logp, q)`` (no dout: the loss is where backpropagation starts)."""
     logp, q = cache
     return (np.exp(logp) - q) / logp.shape[0]

@@ -318,8 +318,10 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
                       momentum=0.1, eps=1e-5, clip=None, activation=None):
     """Forward pass of batch norm, optionally fused with the activation after it.
 
-    Returns ``(out, cache)`` with ``out`` shaped like ``x``. In training mode
-    ``running_mean`` and ``running_var`` (C,) are updated in place.
+    x: (N, C, H, W) or (N, C)   gamma, beta, running_mean, running_var: (C,)
+    -> ``(out, cache)``, out shaped like x, in x's dtype. In training mode
+    ``running_mean`` and ``running_var`` are updated in place. ``ValueError`` for a
+    wrong shape, an unknown activation, or training on one value per channel (N*H*W = 1).
 
     ``activation`` ("relu", "relu6", "silu" or "hardswish") is applied to each tile while
     it is in cache, without writing and re-reading the BN output in between
@@ -333,9 +335,10 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
     Per channel tile (see :func:`_channel_tiles`): the mean, ``xc = x - mean`` in a
     tile-sized scratch buffer, the biased variance from ``xc`` (two passes, no
     cancellation), then ``out = xc * (gamma*inv_std) + beta``. The cache holds ``x`` itself
-    (a reference: the previous layer's output, alive anyway), the statistics and, when
-    clipped, ``out`` (a reference too: the next layer's input); backward rebuilds ``xc``
-    tile by tile in cache. So the only activation-sized allocation is ``out``.
+    (a reference: the previous layer's output, alive anyway), the statistics and, with a
+    fused activation, ``out`` (a reference too: the next layer's input) and in train mode
+    SiLU's sigmoid(z) or h-swish's z; backward rebuilds ``xc`` tile by tile in cache. So
+    the only activation-sized allocation is ``out`` (and that kept array, if any).
     """
     _check(x)
     gamma, beta = _check_vectors(x, gamma, beta, running_mean, running_var)
@@ -396,6 +399,9 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True,
 
 def batchnorm_backward(dout, cache):
     """Backward pass of batch norm: ``(dx, dgamma, dbeta)``.
+
+    dout: the gradient of ``out`` (the fused activation's output, if any), shaped like x;
+    ``cache`` from :func:`batchnorm_forward` -> dx (like x), dgamma (C,), dbeta (C,).
 
     With m = N*H*W values per channel and xhat = (x - mean) * inv_std, train mode gives::
 

@@ -1,6 +1,7 @@
-"""TensorFlow's "SAME" padding, built on the symmetric-padding kernels of :mod:`.conv`.
+"""TensorFlow's "SAME" padding, built on the symmetric-padding kernels of :mod:`.conv2d`
+and :mod:`.depthwise`.
 
-Notation as in :mod:`.conv`: x (N, C, H, W), square kernels K x K, output Ho x Wo.
+Notation as in :mod:`.conv_geometry`: x (N, C, H, W), square kernels K x K, output Ho x Wo.
 
 TensorFlow (and the EfficientNet-Lite, MobileNet and EfficientNet checkpoints trained with
 it) pads so that the output has ``ceil(H / stride)`` rows, whatever K is::

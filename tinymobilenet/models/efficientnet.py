@@ -101,7 +101,8 @@ def compound_scaling(phi: float, alpha: float = 1.2, beta: float = 1.1, gamma: f
 
 
 class EfficientNet(ImageClassifier):
-    """EfficientNet: x (N, 3, H, W) -> logits (N, num_classes). See the module docstring.
+    """EfficientNet: x (N, in_channels, H, W) -> logits (N, num_classes). See the module
+    docstring.
 
     ``width_mult``, ``depth_mult`` scale :data:`EFFICIENTNET_STAGES` (B0); ``norm_eps`` and
     ``norm_momentum`` are BatchNorm's.

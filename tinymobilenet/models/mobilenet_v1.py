@@ -63,7 +63,8 @@ class MobileNetV1(ImageClassifier):
 
 
 def mobilenet_v1(alpha=1.0, num_classes=1000, dropout=0.0, *, seed=0, rng=None, in_channels=3):
-    """MobileNetV1 of the paper's Table 1 with width multiplier ``alpha``.
+    """MobileNetV1 of the paper's Table 1 with width multiplier ``alpha``:
+    x (N, in_channels, H, W) -> logits (N, num_classes).
 
     At alpha=1 it has 4,231,976 trainable parameters and, at 224 x 224, 569 M Mult-Adds.
     """

@@ -40,7 +40,8 @@ V2_SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
 
 
 class MobileNetV2(ImageClassifier):
-    """MobileNetV2: x (N, 3, H, W) -> logits (N, num_classes). See the module docstring."""
+    """MobileNetV2: x (N, in_channels, H, W) -> logits (N, num_classes). See the module
+    docstring."""
 
     name = "mobilenet_v2"
 

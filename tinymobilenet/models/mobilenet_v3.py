@@ -69,7 +69,7 @@ V3_NORM = dict(norm_eps=1e-3, norm_momentum=0.01)
 
 
 class MobileNetV3(ImageClassifier):
-    """MobileNetV3: x (N, 3, H, W) -> logits (N, num_classes). ``arch`` is
+    """MobileNetV3: x (N, in_channels, H, W) -> logits (N, num_classes). ``arch`` is
     "mobilenet_v3_small" or "mobilenet_v3_large"; see the module docstring."""
 
     def __init__(self, arch="mobilenet_v3_large", width_mult=1.0, num_classes=1000,

@@ -271,7 +271,8 @@ def load_weights(model, path_or_dict, strict: bool = True, *,
 
 def save_weights(model, path):
     """Write ``model.state_dict()`` to an uncompressed ``.npz`` (keys in state-dict order)
-    and return the path. Reload with :func:`load_weights`.
+    and return the path (``.npz`` appended when ``path`` lacks it, as ``np.savez`` does).
+    Reload with :func:`load_weights`.
 
     Written to a temporary file in the same folder and renamed, so an interrupted save
     never leaves half a file under ``path``."""

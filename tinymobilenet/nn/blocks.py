@@ -70,7 +70,7 @@ class Conv2dNormActivation(Sequential):
 class DepthwiseSeparable(Module):
     """MobileNetV1's block: depthwise K x K -> BN -> act, then pointwise 1x1 -> BN -> act.
 
-    x: (N, C_in, H, W) -> (N, C_out, Ho, Wo), Ho = (H + 2*(K//2) - K) // stride + 1.
+    x: (N, C_in, H, W) -> (N, C_out, Ho, Wo), Ho = (H + 2*((K-1)//2) - K) // stride + 1.
     Children ``depthwise`` and ``pointwise`` (each a conv/BN/act Sequential).
 
     Cost against a full K x K convolution of the same shape (multiply-accumulates)::
@@ -236,6 +236,7 @@ class InvertedResidual(Module):
     bottlenecks, not the wide expansions.
 
     ``expanded_channels`` E defaults to ``round(C_in * expand_ratio)`` (torchvision V2).
+    ``stride`` must be 1 or 2 and ``layout`` "v2" or "v3" (``ValueError`` otherwise).
     ``padding`` of every conv: None for PyTorch's symmetric (K - 1) // 2, ``"same"`` for
     TensorFlow's SAME (what TF-trained weights such as EfficientNet-Lite's need).
     ``layout="v2"`` names the children ``conv.{0,1,...}`` with the projection as separate

@@ -27,7 +27,7 @@ class Conv2d(Module):
     (:mod:`tinymobilenet.functional.same_pad`). For stride 1 and odd K it equals
     ``padding=(K - 1) // 2``; for stride 2 on even sizes no integer padding does.
 
-    The kernel is chosen from the shape: groups == C_in == C_out runs the depthwise kernel,
+    The kernel is chosen from the shape: groups == C_in == C_out > 1 runs the depthwise kernel,
     a 1x1 stride-1 unpadded ungrouped convolution runs the pointwise matmul, anything else
     runs im2col + matmul. All three compute the same function.
     """

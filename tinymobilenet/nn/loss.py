@@ -14,9 +14,10 @@ __all__ = ["CrossEntropyLoss"]
 class CrossEntropyLoss(Module):
     """Mean softmax cross-entropy, like ``torch.nn.CrossEntropyLoss``.
 
-    ``forward(logits (N, K), targets (N,) ints) -> float``;
-    ``backward() -> dL/dlogits`` (N, K), the mean over the batch (no upstream gradient:
-    a loss is where backpropagation starts).
+    ``forward(logits (N, K), targets (N,) ints) -> float``, the mean over the batch;
+    ``backward() -> dL/dlogits`` (N, K), in the logits' dtype. A loss is where
+    backpropagation starts, so it needs no upstream gradient; ``backward(dy)`` with a
+    number dy scales it (a weighted loss).
     """
 
     def __init__(self, label_smoothing: float = 0.0):

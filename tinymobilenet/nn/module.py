@@ -120,13 +120,18 @@ class Module:
         object.__setattr__(self, name, array)
 
     def add_module(self, name: str, module: "Module") -> None:
+        """Register ``module`` as the child ``name`` (what ``self.name = module`` does)."""
         setattr(self, name, module)
 
     # ---- the computation ---------------------------------------------------------------
     def forward(self, x):
+        """The output y of input x; caches what :meth:`backward` needs (nothing inside
+        ``no_grad()``). Subclasses define it."""
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def backward(self, dy):
+        """dL/dx from dy = dL/dy (the last forward's output shape and dtype); overwrites
+        each parameter's ``.grad``. Subclasses define it."""
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, x):
@@ -229,6 +234,7 @@ class Module:
 
     # ---- traversal ---------------------------------------------------------------------
     def children(self) -> Iterator["Module"]:
+        """The direct child modules, in registration order."""
         return iter(self._modules.values())
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
@@ -238,6 +244,7 @@ class Module:
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
     def modules(self) -> Iterator["Module"]:
+        """This module and every descendant, depth first."""
         for _, m in self.named_modules():
             yield m
 
@@ -249,9 +256,11 @@ class Module:
             yield from child.named_parameters(f"{prefix}.{name}" if prefix else name)
 
     def parameters(self) -> list[Parameter]:
+        """Every Parameter of this module and its descendants, in state-dict order."""
         return [p for _, p in self.named_parameters()]
 
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        """(dotted name, array) of every buffer, e.g. ``features.0.1.running_mean``."""
         for name in self._buffers:
             yield (f"{prefix}.{name}" if prefix else name), getattr(self, name)
         for name, child in self._modules.items():
@@ -259,14 +268,17 @@ class Module:
 
     # ---- modes and grads ---------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
+        """Set ``training`` to ``mode`` on this module and every descendant; returns self."""
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
 
     def eval(self) -> "Module":
+        """``train(False)``: BatchNorm uses its running statistics, dropout is off."""
         return self.train(False)
 
     def zero_grad(self) -> None:
+        """Set every parameter's ``.grad`` to zeros (``backward`` overwrites them anyway)."""
         for p in self.parameters():
             p.grad = np.zeros_like(p.data)
 

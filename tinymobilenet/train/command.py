@@ -52,6 +52,7 @@ _RESUME_OPTIONS = {"epochs", "out", "progress", "resume"}
 
 
 def build_parser() -> cli.Parser:
+    """The argument parser of ``python -m tinymobilenet.train``."""
     names = MODEL_NAMES + DENSE_MODEL_NAMES
     p = cli.Parser(prog=PROG, epilog=EPILOG.format(table=recipe_table(), prog=PROG),
                    description=DESCRIPTION)
@@ -174,6 +175,9 @@ def _resume_options(p, a) -> tuple[dict, Path]:
 
 
 def main(argv=None) -> int:
+    """``python -m tinymobilenet.train`` on ``argv`` (default ``sys.argv[1:]``): train, write
+    metrics.json and the checkpoint; returns the exit status (0, 1 for a diverged run, 130
+    after Ctrl-C). A bad option or configuration exits with a usage error (status 2)."""
     p = build_parser()
     a = p.parse_args(argv)
     progress = None if a.progress == "none" else a.progress

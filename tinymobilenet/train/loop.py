@@ -54,8 +54,9 @@ def as_dataset(data) -> Dataset:
 
 
 def predict(model, x, batch_size: int = 256, logits: bool = False) -> np.ndarray:
-    """Class predictions (N,) for x (N, C, H, W) or (N, D), in eval mode; with ``logits``
-    the raw scores (N, K). The model's mode is restored afterwards."""
+    """Class predictions (N,) int for x (N, C, H, W) or (N, D) of the model's dtype
+    (float32 unless ``.to()`` changed it), in eval mode; with ``logits`` the raw scores
+    (N, K). The model's mode is restored afterwards."""
     was_training = model.training
     model.eval()
     try:
@@ -86,12 +87,14 @@ def fit(model, data, epochs: int, optimizer, schedule=None, *, test_data=None,
     Each epoch shuffles with ``default_rng([seed, epoch])``, applies
     ``augment(x, rng) -> x`` to each batch if given, and for each mini-batch runs forward,
     loss, backward and ``optimizer.step()`` with ``optimizer.lr = schedule(step)``
-    (``schedule`` None keeps the optimizer's lr). At the end of the epoch, BatchNorm's
-    running statistics are re-estimated from ``precise_bn`` training samples (0 keeps the
-    moving averages; see :mod:`tinymobilenet.train.bn`), then ``test_data`` is evaluated in
-    eval mode. History: one dict per epoch with ``epoch``, ``lr``, ``train_loss``,
-    ``train_accuracy`` (over the epoch, in train mode), ``test_loss``, ``test_accuracy``,
-    ``seconds``.
+    (``schedule`` None keeps the optimizer's lr). At the end of an epoch that is evaluated
+    or checkpointed, and of the last one, BatchNorm's running statistics are re-estimated
+    from ``precise_bn`` training samples (0 keeps the moving averages; see
+    :mod:`tinymobilenet.train.bn`), then ``test_data`` is evaluated in eval mode.
+    History: one dict per epoch with ``epoch``, ``lr``, ``train_loss``, ``train_accuracy``
+    (over the epoch, in train mode), ``test_loss``, ``test_accuracy``, ``seconds``.
+    ``loss_fn`` (default ``nn.CrossEntropyLoss()``): ``loss_fn(logits, y)
+    -> float``, then ``loss_fn.backward() -> dlogits``.
 
     ``checkpoint``: a path written after every epoch (see :func:`save_checkpoint`), with
     ``config`` stored in it. ``resume``: a checkpoint path to continue from; the model
@@ -102,7 +105,9 @@ def fit(model, data, epochs: int, optimizer, schedule=None, *, test_data=None,
     checkpoint's ``wall_time_seconds`` covers setup too and adds up across resumes.
 
     Ctrl-C raises :class:`TrainingInterrupted` naming the last completed epoch and its
-    checkpoint. The model is left in eval mode.
+    checkpoint; a loss that is NaN or infinite ``FloatingPointError``; a ``resume`` with
+    another seed or more epochs than ``epochs`` ``ValueError``. The model is left in eval
+    mode.
 
     While it trains, every BatchNorm + ReLU/ReLU6/SiLU/h-swish pair of the model runs as
     one fused layer (``with nn.fused(model)``: the same numbers, one pass over memory

@@ -188,11 +188,13 @@ def model_from_config(config: dict):
 
 def zero_init_residual(model) -> int:
     """Set the scale (gamma) of the last BatchNorm of every residual block's branch to 0 and
-    return how many blocks there are. Each block then starts as the identity (its branch
-    gives beta = 0), so a network of 55 MBConv blocks (EfficientNet-B7) starts as deep as
-    its few blocks without a skip connection, and the branches grow in as training needs
-    them ("zero gamma", Goyal et al., *Accurate, Large Minibatch SGD*, 2017; timm's
-    ``zero_init_last``). Without it B5-B7 do not learn the digits in a short run."""
+    return how many blocks there are (``InvertedResidual`` and ``MBConv`` blocks with a
+    skip connection; the 1-D ``DenseMBConv`` blocks are left as they are). Each block
+    then starts as the identity (its branch gives beta = 0), so a network of 55 MBConv
+    blocks (EfficientNet-B7) starts as deep as its few blocks without a skip connection,
+    and the branches grow in as training needs them ("zero gamma", Goyal et al., *Accurate,
+    Large Minibatch SGD*, 2017; timm's ``zero_init_last``). Without it B5-B7 do not learn
+    the digits in a short run."""
     from .. import nn
     blocks = [m for m in model.modules()
               if isinstance(m, nn.InvertedResidual) and m.use_res_connect]
