@@ -496,3 +496,18 @@ def test_same_pad_backward_and_log_softmax_say_what_they_expected():
         F.same_pad_backward(xp.tolist(), cache)
     with pytest.raises(TypeError, match=r"log_softmax: logits must be float32 or float64, got int64"):
         F.log_softmax(np.ones((2, 3), dtype=np.int64))
+
+
+def test_same_padding_sigmoid_and_an_unknown_weights_file_say_what_they_expected(tmp_path):
+    with pytest.raises(TypeError, match=r"same padding: size must be an integer >= 1, got 7.0"):
+        F.same_padding(7.0, 3, 1)
+    with pytest.raises(TypeError, match=r"same padding: stride must be an integer >= 1, got True"):
+        F.same_output_size(7, True)
+    with pytest.raises(ValueError, match=r"same padding: stride must be an integer >= 1, got 0"):
+        F.same_padding(8, 3, 0)
+    with pytest.raises(TypeError, match=r"sigmoid: x must be float32 or float64, got int64"):
+        F.sigmoid(np.arange(3))
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"expected .npz or one of .pth, .pt, .pth.tar, .ckpt"):
+        models.load_weights(models.mobilenet_v1(0.25), str(path))

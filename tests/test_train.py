@@ -238,6 +238,14 @@ def test_zero_init_residual_starts_every_residual_block_as_the_identity(name):
     assert np.abs(block(x) - x).max() > 1e-3
 
 
+def test_zero_init_residual_reaches_the_1d_blocks_too():
+    model = models.get_model("dense_efficientnet", input_dim=16, num_classes=10)
+    blocks = [m for m in model.modules() if isinstance(m, nn.DenseMBConv) and m.use_res_connect]
+    assert train.zero_init_residual(model) == len(blocks) > 0
+    x = np.random.default_rng(0).standard_normal((3, blocks[0].in_features)).astype(np.float32)
+    np.testing.assert_array_equal(blocks[0].eval()(x), x)     # x + 0, bit for bit
+
+
 def test_the_efficientnet_recipe_and_only_it_zero_inits_residual_blocks():
     assert all(train.recipe(n)["zero_init_residual"] for n in train.FAMILIES["efficientnet"])
     assert not any(train.recipe(n)["zero_init_residual"]

@@ -97,8 +97,8 @@ def _sigmoid_into(o, a):
 
 def sigmoid(x):
     """Logistic function ``1 / (1 + exp(-x))``, any shape, dtype preserved; computed in
-    cache-sized chunks (see :func:`.tiling.elementwise`)."""
-    x = np.asarray(x)
+    cache-sized chunks (see :func:`.tiling.elementwise`). x: a float32 or float64 array."""
+    check_float_array("sigmoid", "x", x)
     return elementwise(_sigmoid_into, np.empty(x.shape, dtype=x.dtype), x, chunk=CHUNK)
 
 

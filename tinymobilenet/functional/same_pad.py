@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_float_array
+from ._checks import check_float_array, check_int
 from .conv2d import _check_conv_dout
 from .depthwise import _check_depthwise_dout
 
@@ -50,8 +50,7 @@ __all__ = ["same_padding", "same_output_size", "same_pad_forward", "same_pad_bac
 
 def _check(size, kernel_size, stride):
     for name, v in (("size", size), ("kernel_size", kernel_size), ("stride", stride)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"same padding: {name} must be an integer >= 1, got {v!r}")
+        check_int("same padding", name, v, 1)
 
 
 def same_output_size(size: int, stride: int = 1) -> int:

@@ -94,7 +94,7 @@ def read_state_dict(path_or_dict) -> dict:
                                             f"{type(obj[bad]).__name__}, not a tensor")
         return check_numbers({str(k): v for k, v in obj.items()}, path)
     raise ValueError(f"load_weights: unknown file type {os.path.splitext(path)[1]!r} "
-                     f"({path}); expected .npz, .pth or .pt")
+                     f"({path}); expected .npz or one of {', '.join(PTH_SUFFIXES)}")
 
 
 def _read_npz(path) -> dict:

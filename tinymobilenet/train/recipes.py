@@ -188,8 +188,8 @@ def model_from_config(config: dict):
 
 def zero_init_residual(model) -> int:
     """Set the scale (gamma) of the last BatchNorm of every residual block's branch to 0 and
-    return how many blocks there are (``InvertedResidual`` and ``MBConv`` blocks with a
-    skip connection; the 1-D ``DenseMBConv`` blocks are left as they are). Each block
+    return how many blocks there are (``InvertedResidual``, ``MBConv`` and the 1-D
+    ``DenseMBConv`` blocks with a skip connection). Each block
     then starts as the identity (its branch gives beta = 0), so a network of 55 MBConv
     blocks (EfficientNet-B7) starts as deep as its few blocks without a skip connection,
     and the branches grow in as training needs them ("zero gamma", Goyal et al., *Accurate,
@@ -197,7 +197,7 @@ def zero_init_residual(model) -> int:
     the digits in a short run."""
     from .. import nn
     blocks = [m for m in model.modules()
-              if isinstance(m, nn.InvertedResidual) and m.use_res_connect]
+              if isinstance(m, (nn.InvertedResidual, nn.DenseMBConv)) and m.use_res_connect]
     for block in blocks:
         bns = [b for b in block.modules() if isinstance(b, (nn.BatchNorm2d, nn.BatchNorm1d))]
         bns[-1].weight.data[...] = 0
