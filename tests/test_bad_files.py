@@ -118,6 +118,18 @@ BAD_META = [
 ]
 
 
+def test_a_checkpoint_that_lacks_a_model_option_still_resumes(good, tmp_path, capsys):
+    """A checkpoint from a version that stored fewer model options (here no dropout) is not
+    a bad file: the missing option takes the value the training options give."""
+    def older(meta):
+        del meta["config"]["model_options"]["dropout"]
+    path = variant(good, tmp_path, "older", older)
+    status = train.main(["--resume", str(path), "--epochs", "2", "--out", str(tmp_path / "r"),
+                         "--progress", "none"])
+    assert status == 0, capsys.readouterr().err
+    assert train.read_checkpoint(tmp_path / "r" / "checkpoint.npz")[0]["epoch"] == 2
+
+
 def test_a_loss_that_blew_up_is_a_fair_history_entry(good, tmp_path):
     """The history is a record, never computed with: a NaN or inf loss of an epoch (a run
     that blew up, then recovered) does not make the checkpoint unreadable."""

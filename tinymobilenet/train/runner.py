@@ -222,7 +222,9 @@ def run(config: dict, progress="auto", resume=None, on_epoch_end=None, log=None)
                               f"was trained on (its split.json lists them)")
     opts = model_options(c["model"], c.get("alpha"), len(train.classes), train.x.shape[1:],
                          c["seed"], c.get("dropout"))
-    if saved is not None and saved != opts:
+    # every option the checkpoint names must be what its training options give (one it
+    # lacks, from a version that did not store it, takes the value they give)
+    if saved is not None and any(k not in opts or opts[k] != v for k, v in saved.items()):
         raise ConfigError(f"{resume}: meta data config.model_options {saved} differ from those "
                           f"its training options give, {opts}")
     c.update(model_options=opts, input_shape=list(train.x.shape[1:]),
