@@ -74,7 +74,7 @@ def read_state_dict(path_or_dict) -> dict:
         raise IsADirectoryError(input_problem(path, "weights"))
     name = os.path.basename(path).lower()
     if name.endswith(".npz"):
-        state = _read_npz(path)
+        state = read_npz(path)
         if "meta" in state and any(k.startswith("model/") for k in state):
             # a trainer checkpoint (train.save_checkpoint): the model's part only
             state = {k[len("model/"):]: v for k, v in state.items() if k.startswith("model/")}
@@ -97,35 +97,36 @@ def read_state_dict(path_or_dict) -> dict:
                      f"({path}); expected .npz or one of {', '.join(PTH_SUFFIXES)}")
 
 
-def _read_npz(path) -> dict:
-    """The arrays of an ``.npz`` file, read with ``allow_pickle=False`` (no code runs);
-    CheckpointFormatError naming the file for anything else, never NumPy's advice to
-    unpickle it."""
+def read_npz(path, what: str = "an .npz file of weights", keys=None) -> dict:
+    """The arrays of an ``.npz`` file (``keys``: only those entries), read with
+    ``allow_pickle=False`` (no code runs); CheckpointFormatError "<path>: not <what> (...)"
+    for anything else, never NumPy's advice to unpickle it. The one reader of ``.npz`` files
+    from outside: weights here, the trainer's checkpoints too."""
     with open(path, "rb") as f:
         head = f.read(6)
     if not head.startswith(b"PK\x03\x04"):                      # an .npz is a zip archive
-        what = "an empty file" if not head else (
+        why = "an empty file" if not head else (
             "a single .npy array" if head == b"\x93NUMPY" else "not a zip archive")
-        raise pth.CheckpointFormatError(f"{path}: not an .npz file of weights ({what})")
+        raise pth.CheckpointFormatError(f"{path}: not {what} ({why})")
     try:
         with np.load(path, allow_pickle=False) as f:
             state = {}
-            for k in f.files:
+            for k in f.files if keys is None else [k for k in f.files if k in keys]:
                 try:
                     state[k] = f[k]
                 except ValueError as e:
                     if "allow_pickle" not in str(e) and "Object arrays" not in str(e):
                         raise
                     raise pth.CheckpointFormatError(
-                        f"{path}: entry {k!r} holds pickled Python objects, which are never "
-                        f"loaded (read with allow_pickle=False: unpickling could run code); "
-                        f"a weights file holds only arrays of numbers") from None
+                        f"{path}: not {what}: entry {k!r} holds pickled Python objects, which "
+                        f"are never loaded (read with allow_pickle=False: unpickling could run "
+                        f"code); only arrays of numbers are") from None
             return state
     except pth.CheckpointFormatError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as e:
-        raise pth.CheckpointFormatError(f"{path}: not a readable .npz file of weights, "
-                                        f"truncated or corrupt? ({e})") from None
+        raise pth.CheckpointFormatError(f"{path}: not {what}: truncated or corrupt? "
+                                        f"({e})") from None
 
 
 def check_numbers(state: dict, path) -> dict:

@@ -23,14 +23,13 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..files import atomic_write, input_problem
 from ..models.pth import CheckpointFormatError
-from ..models.weights import check_numbers
+from ..models.weights import check_numbers, read_npz
 from .bn import random_layers
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint",
@@ -79,17 +78,10 @@ def read_checkpoint(path, arrays: bool = True) -> tuple[dict, dict]:
     problem = input_problem(path, "checkpoint")
     if problem:
         raise CheckpointError(problem)
-    with open(path, "rb") as f:
-        if f.read(4) != b"PK\x03\x04":           # every .npz is a zip archive
-            raise CheckpointError(f"{path}: not a tinymobilenet checkpoint (not an .npz file)")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if not hasattr(f, "files"):
-                raise ValueError("a single array, not an archive")
-            wanted = f.files if arrays else [k for k in f.files if k == "meta"]
-            arrays = {k: f[k] for k in wanted}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"{path}: not a tinymobilenet checkpoint ({e})") from None
+        arrays = read_npz(path, "a tinymobilenet checkpoint", None if arrays else ("meta",))
+    except CheckpointFormatError as e:
+        raise CheckpointError(str(e)) from None
     if "meta" not in arrays:
         raise CheckpointError(f"{path}: not a tinymobilenet checkpoint (no 'meta' entry)")
     text = arrays.pop("meta")
