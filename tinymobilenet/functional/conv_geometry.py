@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_int
+
 __all__ = ["conv_output_size", "pad2d"]          # the rest: from .conv_geometry import ...
 
 
@@ -30,9 +32,7 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int 
     if not type(size) is type(kernel_size) is type(stride) is type(padding) is int:
         for name, v, low in (("size", size, 0), ("kernel_size", kernel_size, 1),
                              ("stride", stride, 1), ("padding", padding, 0)):
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"conv_output_size: {name} must be an integer >= {low}, "
-                                f"got {v!r} ({type(v).__name__})")
+            check_int("conv_output_size", name, v, low)
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     if padding < 0:
