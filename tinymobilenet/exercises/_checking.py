@@ -112,10 +112,8 @@ def guard(fn):
 def _raised_in(fn, error):
     """The name of the function that raised ``error`` if it is not ``fn`` itself (None if
     it is, or if the error came from outside any Python function)."""
-    tb = error.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    name = tb.tb_frame.f_code.co_name if tb is not None else None
+    frames = traceback.extract_tb(error.__traceback__)
+    name = frames[-1].name if frames else None
     own = getattr(getattr(fn, "__code__", None), "co_name", None)
     return None if name in (own, "<module>", None) else name
 

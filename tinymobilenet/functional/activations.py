@@ -46,7 +46,7 @@ __all__ = [
 # 0). Other dtypes keep exp (float64's is the faster of the two on the EPYC too, 36
 # against 50 us, and the gradient checks need its full relative precision).
 _tanh_faster = None
-_measuring = threading.Lock()
+_deciding = threading.Lock()
 
 
 def _avx512_loops() -> bool:
@@ -71,7 +71,7 @@ def uses_tanh(dtype) -> bool:
     if dtype != np.float32:
         return False
     if _tanh_faster is None:
-        with _measuring:                  # once, even when threads ask at the same time
+        with _deciding:                  # once, even when threads ask at the same time
             if _tanh_faster is None:
                 _tanh_faster = _avx512_loops()
     return _tanh_faster
