@@ -73,8 +73,9 @@ def build_parser() -> cli.Parser:
     g.add_argument("--data", default=SUPPRESS, metavar="DIR",
                    help="your own images instead: DIR/<class>/ (split here, see "
                         "--test-fraction) or DIR/train/<class>/ and DIR/test/<class>/; "
-                        "any image file Pillow reads (PNG, JPEG, BMP, GIF, TIFF, WebP, PPM/PGM; 16-bit "
-                        "gray scaled to 8 bits) (default: none, the --dataset)")
+                        "any image file Pillow reads (PNG, JPEG, BMP, GIF, TIFF, WebP, "
+                        "PPM/PGM; 16-bit gray scaled to 8 bits) (default: none, the "
+                        "--dataset)")
     p.add_argument("--in-channels", type=int, choices=(1, 3), default=SUPPRESS,
                    help="1 gray or 3 RGB (default: 1 for the bundled data; for --data 1 if "
                         "every image is grayscale, else 3)")
@@ -109,12 +110,14 @@ def build_parser() -> cli.Parser:
                    help="dropout before the classifier, 0 <= P <= 0.99 (default: the model's "
                         "own, 0.2 for V2/V3/EfficientNet-B0, 0 for V1)")
     p.add_argument("--classifier-range", type=OPTION_TYPES["classifier_range"],
-                   default=SUPPRESS, metavar="R", help="draw the classifier's initial weights from U(-R, R); 0: "
-                   "the model's own initialisation" + recipe)
+                   default=SUPPRESS, metavar="R",
+                   help="draw the classifier's initial weights from U(-R, R); 0: the "
+                        "model's own initialisation" + recipe)
     p.add_argument("--zero-init-residual", type=OPTION_TYPES["zero_init_residual"],
-                   default=SUPPRESS, metavar="0|1", help="1: every residual block's last batch norm scale starts "
-                   "at 0, so each block starts as the identity (deep EfficientNets need it)"
-                   + recipe)
+                   default=SUPPRESS, metavar="0|1",
+                   help="1: every residual block's last batch norm scale starts at 0, so "
+                        "each block starts as the identity (deep EfficientNets need it)"
+                        + recipe)
     p.add_argument("--precise-bn", type=OPTION_TYPES["precise_bn"], default=SUPPRESS,
                    metavar="N",
                    help="training images whose statistics replace BatchNorm's running "
