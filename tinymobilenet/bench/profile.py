@@ -276,7 +276,10 @@ def plot_profile(p: dict, path=None, ax=None):
                 va="center", fontsize=7)
         ax.text(100 * c["mac_share"] + 0.5, yi - 0.2, f"{100 * c['mac_share']:.0f}%",
                 va="center", fontsize=7)
-    ax.set_yticks(y, [c["category"] for c in cats], fontsize=8)
+    # fused (the trainer's and no_grad()'s way), batch norm's time includes its activation's
+    fused = p.get("fused")
+    ax.set_yticks(y, ["batch norm\n+ activation" if fused and c["category"] == "batch norm"
+                      else c["category"] for c in cats], fontsize=8)
     ax.set_xlabel("percent of the timed step, percent of the MACs")
     mode = "training step" if p["train"] else "inference"
     threads = p.get("threads")
