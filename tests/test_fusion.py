@@ -238,8 +238,8 @@ def test_affine_silu_overflow_gives_the_rounded_limits_without_warnings():
 def test_affine_silu_on_halved_inputs_is_silu_of_twice_them(shape, tanh, monkeypatch):
     """halved=True (no_grad's folded convolution before SiLU's tanh chain, the chain's 1/2
     folded into the weights): silu(2 * (x + shift)), where the tanh chain runs; refused
-    where it does not. Which chain float32 takes is measured on the machine (whichever of
-    NumPy's tanh and exp is faster), so both are set here instead of taking this machine's."""
+    where it does not. Which chain float32 takes depends on the machine (tanh where NumPy
+    runs its AVX-512 loops), so both are set here instead of taking this machine's."""
     from tinymobilenet.functional import activations
     monkeypatch.setattr(activations, "_tanh_faster", tanh)
     assert activations.uses_tanh(np.float32) is tanh
@@ -266,5 +266,13 @@ def test_affine_silu_on_halved_inputs_is_silu_of_twice_them(shape, tanh, monkeyp
 def test_affine_activation_checks_its_vectors():
     with pytest.raises(ValueError, match=r"shift must have shape \(3,\)"):
         F.affine_activation(randn(2, 3, 4, 4), None, np.zeros(4))
+    with pytest.raises(TypeError, match="affine_activation: shift must be a NumPy array"):
+        F.affine_activation(randn(2, 3), None, [0.0, 0.0, 0.0])
+    with pytest.raises(TypeError, match="affine_activation: scale must be float32 or float64"):
+        F.affine_activation(randn(2, 3), np.ones(3, dtype=np.int64), np.zeros(3))
+    x = randn(2, 3).astype(np.float32)                 # vectors of the other float dtype: cast
+    y = F.affine_activation(x, np.full(3, 2.0), np.ones(3), "relu")
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, np.maximum(2 * x + 1, 0), rtol=1e-6)
     with pytest.raises(ValueError, match="activation"):
         F.affine_activation(randn(2, 3), None, np.zeros(3), "tanh")

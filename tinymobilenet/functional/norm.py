@@ -270,8 +270,8 @@ def affine_activation(x, scale, shift, activation=None, *, halved=False):
                          "and a dtype whose SiLU goes through tanh (activations.uses_tanh)")
     C = x.shape[1]
     x = np.ascontiguousarray(x)
-    shift = np.asarray(shift, dtype=x.dtype)
-    scale = None if scale is None else np.asarray(scale, dtype=x.dtype)
+    shift = check_param("affine_activation", "shift", shift, x.dtype)
+    scale = None if scale is None else check_param("affine_activation", "scale", scale, x.dtype)
     for name, v in (("shift", shift), ("scale", scale)):
         if v is not None and v.shape != (C,):
             raise ValueError(f"affine_activation: {name} must have shape ({C},) for input "
