@@ -237,6 +237,9 @@ def test_evaluate_the_checkpoints_own_test_split(folder_run, tmp_path, capsys):
     assert evaluate.main(["--checkpoint", str(out / "checkpoint.npz")]) == 0
     text = capsys.readouterr().out
     assert "accuracy" in text and "bar2" in text and (out / "confusion.png").is_file()
+    # the checkpoint holds the folder relative to its own (../img); shown from here
+    assert json.loads((out / "metrics.json").read_text())["config"]["data"] == "../img"
+    assert text.startswith(f"{out / 'checkpoint.npz'} on {root} (6 images)"), text
 
 
 def test_evaluate_another_folder_of_the_same_classes(folder_run, tmp_path, capsys):

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import cli
 from .data import FolderError, ImageError, ImageTransform, find_images
-from .files import output_problem
+from .files import output_problem, shown
 
 __all__ = ["confusion_matrix", "per_class_accuracy", "evaluate_checkpoint", "test_set",
            "plot_confusion", "build_parser", "main"]
@@ -55,6 +55,7 @@ def test_set(path, config: dict, data=None):
     """(x, y, description) to evaluate a checkpoint at ``path`` with configuration
     ``config`` on: its own test split, or the image folder ``data`` (labels by class name)."""
     from .train import load_data
+    from .train.runner import data_path
     if data is None:
         try:
             _, test, _ = load_data(config, base=Path(path).parent)
@@ -68,7 +69,8 @@ def test_set(path, config: dict, data=None):
             raise type(e)(f"{e} (the folder {config['data']!r} is named by the checkpoint "
                           f"{path}, relative to its folder; --data DIR evaluates on "
                           f"another)") from None
-        where = config.get("data") or f"the {config['dataset']} test split"
+        where = (shown(data_path(config, Path(path).parent)) if config.get("data")
+                 else f"the {config['dataset']} test split")
         return test.x, test.y, f"{where} ({len(test)} images)"
     folder = Path(data)
     if (folder / "test").is_dir():

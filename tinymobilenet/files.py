@@ -17,12 +17,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["atomic_open", "atomic_write", "write_json", "save_figure", "FileError",
-           "input_problem", "output_problem", "read_json"]
+           "input_problem", "output_problem", "read_json", "shown"]
 
 
 class FileError(ValueError):
     """A file from outside that is missing, a directory, unreadable or not what it should
     be (the message names it and what is wrong)."""
+
+
+def shown(path) -> str:
+    """``path`` as a message shows it, without the detours of a path joined onto another:
+    ``runs/x/../../photos`` as ``photos`` (for messages only: what is opened is ``path``)."""
+    return os.path.normpath(str(path))
 
 
 def _article(what: str) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 from .. import cli, nn
 from ..data import (DIGITS_TEST_SIZE, DIGITS_TRAIN_SIZE, ImageTransform, scan_folder,
                     image_folder, load_dataset, random_shift)
-from ..files import output_problem, write_json
+from ..files import output_problem, shown, write_json
 from ..count import summary
 from ..memory import check_fits
 from ..optim import SGD, Cosine, Warmup, param_groups
@@ -262,7 +262,7 @@ def run(config: dict, progress="auto", resume=None, on_epoch_end=None, log=None)
 
 
 def _describe(c, folder, train, test, model, out) -> str:
-    where = f"{folder}" if folder is not None else f"the bundled {c['dataset']}"
+    where = shown(folder) if folder is not None else f"the bundled {c['dataset']}"
     text = (f"{c['model']}: {model.num_parameters():,} parameters; {where}: "
             f"{len(train.classes)} classes, {len(train)} training / {len(test)} test "
             f"inputs of shape {tuple(train.x.shape[1:])}")
