@@ -274,6 +274,130 @@ def saliency_of_the_sum_of_logits(x, V, W, labels):
     return ((W.sum(axis=0) * (h > 0)) @ V).reshape(x.shape)
 
 
+def batchnorm_backward_with_a_fixed_eps(dout, x, gamma, eps):
+    """Ignores the eps it is given: right only when eps is the usual 1e-5."""
+    return solutions.batchnorm_backward(dout, x, gamma, 1e-5)
+
+
+def batchnorm_backward_overwriting_dout(dout, x, gamma, eps):
+    """The right numbers, computed in dout's own memory: the caller's dout is gone."""
+    axes = (0, 2, 3)
+    inv_std = 1.0 / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    xhat = (x - x.mean(axis=axes, keepdims=True)) * inv_std
+    dbeta, dgamma = dout.sum(axis=axes), (dout * xhat).sum(axis=axes)
+    dout -= (dout.mean(axis=axes, keepdims=True)
+             + xhat * (dout * xhat).mean(axis=axes, keepdims=True))
+    dout *= gamma.reshape(1, -1, 1, 1) * inv_std
+    return dout, dgamma, dbeta
+
+
+def fold_batchnorm_with_a_fixed_eps(w, b, gamma, beta, mean, var, eps):
+    return solutions.fold_batchnorm(w, b, gamma, beta, mean, var, 1e-5)
+
+
+def fold_batchnorm_adding_eps_to_var_in_place(w, b, gamma, beta, mean, var, eps):
+    """var += eps changes the running variance of the layer being folded."""
+    var += eps
+    return solutions.fold_batchnorm(w, b, gamma, beta, mean, var, 0.0)
+
+
+def relu6_backward_zeroing_dout_in_place(dout, x):
+    dout[(x <= 0) | (x >= 6)] = 0
+    return dout
+
+
+def v1_macs_halving_the_input_in_the_stem(alpha, resolution):
+    """resolution // 2 rows after the stem: right for every even input size."""
+    return solutions.v1_macs(alpha, resolution - resolution % 2)
+
+
+def inverted_residual_backward_shortcut_whenever_stride_1(dy, x, w_expand, w_dw, w_project, stride):
+    """Adds dy for every stride-1 block, also when the channels change."""
+    dx, *grads = solutions.inverted_residual_backward(dy, x, w_expand, w_dw, w_project, stride)
+    if stride == 1 and w_project.shape[0] != x.shape[1]:
+        dx = dx + dy
+    return (dx, *grads)
+
+
+def se_backward_mean_over_h_squared(dy, x, w1, b1, w2, b2):
+    """The pooling's gradient divided by H * H: right for square maps only."""
+    N, C, H, W = x.shape
+    pooled = x.mean(axis=(2, 3))
+    z1 = pooled @ w1.T + b1
+    z2 = np.maximum(z1, 0) @ w2.T + b2
+    dz2 = np.einsum("nchw,nchw->nc", dy, x) * ((z2 > -3) & (z2 < 3)) / 6
+    dz1 = (dz2 @ w2) * (z1 > 0)
+    s = np.clip(z2 + 3, 0, 6) / 6
+    dx = dy * s[:, :, None, None] + (dz1 @ w1)[:, :, None, None] / (H * H)
+    return dx, dz1.T @ pooled, dz1.sum(axis=0), dz2.T @ np.maximum(z1, 0), dz2.sum(axis=0)
+
+
+def stochastic_depth_forward_dropping_everything_at_p_0(x, p, keep, training):
+    """Guards the division with 0 < p < 1, and drops every sample outside it."""
+    if not training:
+        return x
+    return x * keep[:, None, None, None] / (1 - p) if 0 < p < 1 else x * 0
+
+
+def stochastic_depth_backward_in_place(dout, p, keep, training):
+    """The right numbers, written over the caller's dout (which the shortcut also needs)."""
+    if training:
+        dout[~keep] = 0
+        dout *= 1 / (1 - p) if p < 1 else 0.0
+    return dout
+
+
+def _mbconv_macs(C_in, C_out, E, S, K, H, W, stride):
+    Ho = solutions.conv_output_size(H, K, stride, K // 2)
+    Wo = solutions.conv_output_size(W, K, stride, K // 2)
+    expand = C_in * E * H * W if E != C_in else 0
+    return expand + K * K * E * Ho * Wo + 2 * E * S + E * C_out * Ho * Wo
+
+
+def mbconv_macs_rounding_E_up(C_in, C_out, expand_ratio, K, H, W, stride):
+    """E = the next multiple of 8 up: right whenever that is also the nearest one."""
+    E = -(-C_in * expand_ratio // 8) * 8
+    return _mbconv_macs(C_in, C_out, E, max(1, C_in // 4), K, H, W, stride)
+
+
+def mbconv_macs_with_python_round(C_in, C_out, expand_ratio, K, H, W, stride):
+    """round(v / 8) * 8: Python rounds a half to even, 36 -> 32 where MBConv has 40."""
+    E = max(8, round(C_in * expand_ratio / 8) * 8)
+    return _mbconv_macs(C_in, C_out, E, max(1, C_in // 4), K, H, W, stride)
+
+
+def mbconv_macs_without_the_10_percent_rule(C_in, C_out, expand_ratio, K, H, W, stride):
+    E = max(8, int(C_in * expand_ratio + 4) // 8 * 8)
+    return _mbconv_macs(C_in, C_out, E, max(1, C_in // 4), K, H, W, stride)
+
+
+def mbconv_macs_squeezing_to_zero(C_in, C_out, expand_ratio, K, H, W, stride):
+    """S = C_in // 4 without max(1, ...): no SE at all below 4 input channels."""
+    from tinymobilenet.nn import make_divisible
+    return _mbconv_macs(C_in, C_out, make_divisible(C_in * expand_ratio, 8), C_in // 4,
+                        K, H, W, stride)
+
+
+def mbconv_macs_skipping_the_expansion_when_t_is_1(C_in, C_out, expand_ratio, K, H, W, stride):
+    from tinymobilenet.nn import make_divisible
+    E = make_divisible(C_in * expand_ratio, 8)
+    macs = _mbconv_macs(C_in, C_out, E, max(1, C_in // 4), K, H, W, stride)
+    return macs - C_in * E * H * W if expand_ratio == 1 and E != C_in else macs
+
+
+def sgd_step_with_lr_in_the_velocity(w, grad, velocity, lr, momentum, weight_decay):
+    """v = momentum * v + lr * g, w = w - v: the same w while lr is constant, but the
+    velocity is lr times the formula's."""
+    velocity = momentum * velocity + lr * (grad + weight_decay * w)
+    return w - velocity, velocity
+
+
+def sgd_step_adding_the_decay_to_grad_in_place(w, grad, velocity, lr, momentum, weight_decay):
+    grad += weight_decay * w
+    velocity = momentum * velocity + grad
+    return w - lr * velocity, velocity
+
+
 WRONG = [
     ("conv_output_size", conv_output_size_without_padding, "padding"),
     ("conv_output_size", conv_output_size_true_division, "stride 2"),
@@ -310,6 +434,24 @@ WRONG = [
     ("lite_crop_box", lite_crop_box_at_a_fixed_875, "Lite4"),
     ("saliency", saliency_without_the_relu_mask, "some hidden units off"),
     ("saliency", saliency_of_the_sum_of_logits, "a linear model"),
+    ("batchnorm_backward", batchnorm_backward_with_a_fixed_eps, "eps = 1e-3"),
+    ("batchnorm_backward", batchnorm_backward_overwriting_dout, "(4, 3, 2, 2)"),
+    ("fold_batchnorm", fold_batchnorm_with_a_fixed_eps, "eps = 1e-3"),
+    ("fold_batchnorm", fold_batchnorm_adding_eps_to_var_in_place, "without bias"),
+    ("relu6_backward", relu6_backward_zeroing_dout_in_place, "(-4, 10)"),
+    ("v1_macs", v1_macs_halving_the_input_in_the_stem, "an odd input size"),
+    ("inverted_residual_backward", inverted_residual_backward_shortcut_whenever_stride_1,
+     "the channels change"),
+    ("se_backward", se_backward_mean_over_h_squared, "4x2"),
+    ("stochastic_depth_forward", stochastic_depth_forward_dropping_everything_at_p_0, "p = 0 "),
+    ("stochastic_depth_backward", stochastic_depth_backward_in_place, "p = 0.5"),
+    ("mbconv_macs", mbconv_macs_rounding_E_up, "nearest multiple of 8"),
+    ("mbconv_macs", mbconv_macs_with_python_round, "halfway"),
+    ("mbconv_macs", mbconv_macs_without_the_10_percent_rule, "over 10 %"),
+    ("mbconv_macs", mbconv_macs_squeezing_to_zero, "over 10 %"),
+    ("mbconv_macs", mbconv_macs_skipping_the_expansion_when_t_is_1, "yet an expansion layer"),
+    ("sgd_step", sgd_step_with_lr_in_the_velocity, "plain SGD"),
+    ("sgd_step", sgd_step_adding_the_decay_to_grad_in_place, "weight decay"),
 ]
 
 
@@ -335,6 +477,42 @@ def test_the_stride_bug_is_reported_with_the_stride_hint_and_the_worst_error():
 def test_division_by_zero_at_p_1_is_reported_as_nan():
     result = check("stochastic_depth_forward", stochastic_depth_forward_dividing_by_zero)
     assert "NaN" in result.message and "1 - p = 0" in result.hint
+
+
+def test_an_answer_that_changes_its_inputs_in_place_is_told_which_one():
+    result = check("relu6_backward", relu6_backward_zeroing_dout_in_place)
+    assert "changed its input `dout` in place" in result.message
+    assert "dout = dout.copy()" in result.hint
+    result = check("fold_batchnorm", fold_batchnorm_adding_eps_to_var_in_place)
+    assert "changed its input `var` in place" in result.message
+
+
+def test_an_optimizer_step_may_update_w_and_the_velocity_in_place_but_not_grad():
+    def my_sgd_step(w, grad, velocity, lr, momentum, weight_decay):
+        velocity *= momentum
+        velocity += grad + weight_decay * w
+        w -= lr * velocity
+        return w, velocity
+    assert exercises.check_sgd_step(my_sgd_step).ok
+    result = check("sgd_step", sgd_step_adding_the_decay_to_grad_in_place)
+    assert "changed its input `grad` in place" in result.message
+
+
+def test_a_velocity_holding_lr_is_told_why_w_alone_is_not_enough():
+    result = check("sgd_step", sgd_step_with_lr_in_the_velocity)
+    assert "velocity after the last step" in result.message
+    assert "without lr" in result.hint and "w is right" in result.hint
+
+
+def test_the_se_cases_use_every_piece_of_the_gate():
+    """A ReLU that is never off (or never on) or an h-sigmoid that never saturates lets an
+    answer without that mask pass."""
+    for N, C, S, H, W, seed in ((2, 4, 2, 3, 3, 0), (3, 6, 3, 4, 2, 1)):
+        (x, w1, b1, w2, b2), _ = blocks._se_case(N, C, S, H, W, seed)
+        z1 = x.mean(axis=(2, 3)) @ w1.T + b1
+        z2 = np.maximum(z1, 0) @ w2.T + b2
+        assert (z1 > 0).any() and (z1 < 0).any()
+        assert (np.abs(z2) < 3).any() and (np.abs(z2) > 3).any()
 
 
 # ---- the form of the answer, before the numbers ---------------------------------------------

@@ -1,7 +1,8 @@
 """What every checker shares: the result it returns, the checks of the *form* of an answer
 (is it a function with the right parameters, not the library's own; does it return an
-array, a tuple of the right length, the right shape and dtype) made before any number is
-compared, the comparison of the numbers, and the loop over a checker's cases.
+array, a tuple of the right length, the right shape and dtype; does it leave the arrays it
+is given as they were) made before any number is compared, the comparison of the numbers,
+and the loop over a checker's cases.
 
 A checker blames the student only for what the student's code did: an exception raised
 inside the student's function is reported as such (with its line), an answer of the wrong
@@ -96,17 +97,41 @@ class StudentRaised(Exception):
         self.error, self.line = error, line
 
 
-def guard(fn):
+def guard(fn, params=(), may_update=()):
     """``fn`` as the checkers call it: its exceptions become :class:`StudentRaised`, so
-    that they are told apart from a failure of the checker's own code."""
+    that they are told apart from a failure of the checker's own code, and an array
+    argument it changes in place (``params`` names the arguments; ``may_update`` those an
+    exercise lets it change, an optimizer's state) is a Mismatch: the caller still holds
+    that array, and a network reads the same dout or weights elsewhere."""
     def student(*args):
+        given = [(name, a, a.copy()) for name, a in zip(params, args)
+                 if isinstance(a, np.ndarray) and name not in may_update]
         try:
-            return fn(*args)
+            got = fn(*args)
         except NotImplementedError as e:
             raise NotImplementedYet(_raised_in(fn, e)) from None
         except (Exception, SystemExit) as e:       # sys.exit() in an answer fails that answer
             raise StudentRaised(e, _line_in(fn, e)) from e
+        for name, array, before in given:
+            if array.shape != before.shape or not np.array_equal(array, before):
+                raise Mismatch(
+                    f"your function changed its input `{name}` in place: the caller's array "
+                    f"now holds other numbers, and the caller may still need it (a residual "
+                    f"block sends the same dout to its shortcut; a model keeps its weights)",
+                    hint=f"leave `{name}` as it is: compute into a new array (`y = {name} * s`, "
+                         f"not `{name} *= s`), or start from `{name} = {name}.copy()`")
+        return got
     return student
+
+
+def may_update(*names):
+    """Mark a checker's case builder: its answer may change the arguments ``names`` in
+    place (an optimizer step updates its state); every other array it is given must be
+    left as it was."""
+    def mark(cases_of):
+        cases_of.may_update = names
+        return cases_of
+    return mark
 
 
 def _raised_in(fn, error):
@@ -379,7 +404,8 @@ def check(exercise, fn, cases_of, params, tol, allowed):
         hint = (f"define `def my_{exercise[len('check_'):]}({', '.join(params)}):` and "
                 f"compute the result with NumPy")
         return ExerciseResult(exercise, False, np.inf, 0, "", message, hint, tol, used)
-    return run(exercise, cases_of(guard(fn)), tol)
+    student = guard(fn, params, getattr(cases_of, "may_update", ()))
+    return run(exercise, cases_of(student), tol)
 
 
 # ---- helpers of the cases ----------------------------------------------------------------

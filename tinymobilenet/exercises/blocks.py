@@ -94,6 +94,12 @@ def check_inverted_residual_backward(fn):
          "second row and column", lambda: case(2, 4, 12, 6, 3, 7, 6, 2, 1)),
         ("C=3 -> 3, E=9, 5x5, stride 1, 6x5 input", hint + "; a 5x5 depthwise kernel has "
          "padding K // 2 = 2", lambda: case(1, 3, 9, 3, 5, 6, 5, 1, 2)),
+        ("C=4 -> 6, E=12, 3x3, stride 1, 5x6 input (no shortcut: the channels change)", hint +
+         "; the shortcut needs stride 1 *and* C_out == C: here the channels change, so there "
+         "is none and dx gets no + dy", lambda: case(2, 4, 12, 6, 3, 5, 6, 1, 3)),
+        ("C=4 -> 4, E=8, 3x3, stride 2, 6x6 input (no shortcut: the size halves)", hint +
+         "; the shortcut needs stride 1 *and* C_out == C: with stride 2 there is none, even "
+         "when the channels stay the same", lambda: case(1, 4, 8, 4, 3, 6, 6, 2, 4)),
     ]
 
 
@@ -121,12 +127,7 @@ def check_se_backward(fn):
     """Check ``fn(dy, x, w1, b1, w2, b2) -> (dx, dw1, db1, dw2, db2)`` of :func:`se_forward`
     against central differences."""
     def case(N, C, S, H, W, seed):
-        r = rng(seed)
-        x = r.standard_normal((N, C, H, W)) + 0.5
-        w1, b1 = r.normal(0, 0.8, (S, C)), r.normal(0.3, 0.5, S)
-        w2, b2 = r.normal(0, 0.8, (C, S)), r.normal(0, 1.0, C)
-        G = r.standard_normal(x.shape)
-        arrays = [x, w1, b1, w2, b2]
+        arrays, G = _se_case(N, C, S, H, W, seed)
         got = fn(G.copy(), *(a.copy() for a in arrays))
         return check_grads(got, ("dx", "dw1", "db1", "dw2", "db2"),
                            numeric(lambda: se_forward(*arrays), arrays, G))
@@ -135,8 +136,28 @@ def check_se_backward(fn):
             "mean (divide by H*W)")
     return [
         ("N=2, C=4, S=2, 3x3", hint, lambda: case(2, 4, 2, 3, 3, 0)),
-        ("N=3, C=6, S=3, 4x2", hint, lambda: case(3, 6, 3, 4, 2, 1)),
+        ("N=3, C=6, S=3, 4x2", hint + "; the map is not square: the mean divides by H*W = 8",
+         lambda: case(3, 6, 3, 4, 2, 1)),
     ]
+
+
+def _se_case(N, C, S, H, W, seed):
+    """[x, w1, b1, w2, b2] and the upstream gradient of an SE case. The seed is moved on
+    until the gate's every piece is used: some ReLU inputs positive and some negative, some
+    h-sigmoid inputs inside (-3, 3) and some outside, none within 0.05 of a kink (a central
+    difference across a kink measures neither slope)."""
+    while True:
+        r = rng(seed)
+        x = r.standard_normal((N, C, H, W)) + 0.5
+        w1, b1 = r.normal(0, 0.8, (S, C)), r.normal(0.3, 0.5, S)
+        w2, b2 = r.normal(0, 1.5, (C, S)), r.normal(0, 1.0, C)
+        z1 = x.mean(axis=(2, 3)) @ w1.T + b1
+        z2 = np.maximum(z1, 0) @ w2.T + b2
+        if ((z1 > 0).any() and (z1 < 0).any() and (np.abs(z2) < 3).any()
+                and (np.abs(z2) > 3).any() and np.abs(z1).min() > 0.05
+                and np.abs(np.abs(z2) - 3).min() > 0.05):
+            return [x, w1, b1, w2, b2], r.standard_normal(x.shape)
+        seed += 1000
 
 
 # ---- chapter 8 ------------------------------------------------------------------------------
@@ -169,6 +190,9 @@ _SD_CASES = [   # label, p, N, training, hint
     ("eval mode, p = 0.5", 0.5, 5, False,
      "in eval mode stochastic depth is the identity: every branch is kept, whatever "
      "`keep` says"),
+    ("training, p = 0 (nothing dropped: EfficientNet's first block)", 0.0, 5, True,
+     "p = 0 keeps every sample and scales it by 1 / (1 - 0) = 1: the identity, not zero "
+     "(EfficientNet's first block has p = 0, the last ones the largest p)"),
     ("training, p = 1 (every branch dropped)", 1.0, 4, True,
      "p = 1 drops every sample: the result is 0; do not divide by 1 - p = 0 (like "
      "torchvision, scale only when 1 - p > 0)"),

@@ -68,6 +68,9 @@ def check_v1_macs(fn):
          "for the stem)", lambda: case(0.35, 128)),
         ("alpha=1, 100 px (odd sizes on the way down)", "at 100 px the sizes go 50, 25, "
          "13, 7, 4: use (H + 2*1 - 3) // stride + 1, not H // stride", lambda: case(1.0, 100)),
+        ("alpha=0.25, 129 px (an odd input size)", "the stem is a 3x3 convolution with "
+         "stride 2 and padding 1 as well: (129 + 2*1 - 3) // 2 + 1 = 65 rows, not 129 // 2 = 64",
+         lambda: case(0.25, 129)),
     ]
 
 
@@ -141,10 +144,26 @@ def check_mbconv_macs(fn):
          "and the projection run on Ho x Wo, Ho = (H + 2*(K//2) - K) // 2 + 1",
          lambda: case(16, 24, 6, 5, 9, 7, 2)),
         ("C_in=32, C_out=16, t=1, 3x3, stride 1, 7x7 (EfficientNet-B0's first block)",
-         "with t = 1 there is no expansion layer; the SE still squeezes to C_in // 4 = 8",
-         lambda: case(32, 16, 1, 3, 7, 7, 1)),
+         "with t = 1, E = make_divisible(32, 8) = 32 = C_in: there is no expansion layer; the "
+         "SE still squeezes to C_in // 4 = 8", lambda: case(32, 16, 1, 3, 7, 7, 1)),
         ("C_in=10, C_out=10, t=3, 3x3, stride 1, 5x5 (E rounded to a multiple of 8)",
          "E = make_divisible(10 * 3, 8) = 32, not 30: MBConv rounds the expanded channels to a "
          "multiple of 8 (nn.make_divisible); the SE squeezes to max(1, 10 // 4) = 2",
          lambda: case(10, 10, 3, 3, 5, 5, 1)),
+        ("C_in=11, C_out=16, t=3, 3x3, stride 1, 6x5 (E rounded to the nearest multiple of 8)",
+         "E = make_divisible(33, 8) = 32: the *nearest* multiple of 8, int(33 + 4) // 8 * 8, "
+         "not the next one up (40); the SE squeezes to max(1, 11 // 4) = 2, floor division "
+         "(not round(11 / 4) = 3)", lambda: case(11, 16, 3, 3, 6, 5, 1)),
+        ("C_in=12, C_out=12, t=3, 3x3, stride 1, 5x5 (E halfway between multiples of 8)",
+         "12 * 3 = 36 lies halfway between 32 and 40: make_divisible rounds it up, "
+         "int(36 + 4) // 8 * 8 = 40 (Python's round(36 / 8) = round(4.5) = 4 rounds half to "
+         "even)", lambda: case(12, 12, 3, 3, 5, 5, 1)),
+        ("C_in=3, C_out=8, t=6, 3x3, stride 2, 6x6 (rounding down would remove over 10 %)",
+         "3 * 6 = 18 rounds to 16, 11 % less than 18: make_divisible never removes more than "
+         "10 %, so it adds 8, E = 24; the SE squeezes to max(1, 3 // 4) = 1 channel, not 0",
+         lambda: case(3, 8, 6, 3, 6, 6, 2)),
+        ("C_in=12, C_out=12, t=1, 3x3, stride 1, 5x5 (t = 1, yet an expansion layer)",
+         "E = make_divisible(12 * 1, 8) = 16 differs from C_in = 12, so this block does expand "
+         "(12 -> 16): the expansion is skipped when E == C_in, not whenever t = 1",
+         lambda: case(12, 12, 1, 3, 5, 5, 1)),
     ]

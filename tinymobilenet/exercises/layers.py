@@ -25,12 +25,11 @@ def _bn_forward(x, gamma, beta, eps):
 def check_batchnorm_backward(fn):
     """Check ``fn(dout, x, gamma, eps) -> (dx, dgamma, dbeta)`` of training-mode batch norm
     (batch statistics over N, H, W per channel) against central differences."""
-    def case(shape, seed):
+    def case(shape, seed, std=2.0, eps=1e-5):
         r = rng(seed)
-        x = r.normal(1.0, 2.0, shape)
+        x = r.normal(1.0, std, shape)
         C = shape[1]
         gamma, beta = r.uniform(0.5, 1.5, C), r.normal(0, 0.5, C)
-        eps = 1e-5
         G = r.standard_normal(shape)
         got = fn(G.copy(), x.copy(), gamma.copy(), eps)
         want = numeric(lambda: _bn_forward(x, gamma, beta, eps), [x, gamma, beta], G)
@@ -41,6 +40,10 @@ def check_batchnorm_backward(fn):
         ("(4, 3, 2, 2) input", hint, lambda: case((4, 3, 2, 2), 0)),
         ("(2, 4, 3, 5) input", hint + "; reduce over axes (0, 2, 3), keep the channel axis",
          lambda: case((2, 4, 3, 5), 1)),
+        ("(3, 2, 4, 3) input, eps = 1e-3 and a variance near eps", hint + "; use the `eps` "
+         "you are given (1e-3 here, as in EfficientNet-Lite), inside the square root: "
+         "1 / sqrt(var + eps), var the biased variance (divide by N*H*W)",
+         lambda: case((3, 2, 4, 3), 2, std=0.03, eps=1e-3)),
     ]
 
 
@@ -50,13 +53,13 @@ def check_fold_batchnorm(fn):
     """Check ``fn(w, b, gamma, beta, mean, var, eps) -> (w_folded, b_folded)``: a convolution
     with the folded weights must equal convolution followed by eval-mode batch norm.
     ``b`` may be None (a convolution without bias)."""
-    def case(with_bias, seed):
+    def case(with_bias, seed, var_range=(0.5, 2.0), eps=1e-5):
         r = rng(seed)
         x = r.standard_normal((2, 3, 6, 5))
         w = r.standard_normal((4, 3, 3, 3))
         b = r.standard_normal(4) if with_bias else None
         gamma, beta = r.uniform(0.5, 1.5, 4), r.normal(0, 0.5, 4)
-        mean, var, eps = r.normal(0, 0.5, 4), r.uniform(0.5, 2.0, 4), 1e-5
+        mean, var = r.normal(0, 0.5, 4), r.uniform(*var_range, 4)
         y, _ = F.conv2d_forward(x, w, b, 1, 1)
         want, _ = F.batchnorm_forward(y, gamma, beta, mean.copy(), var.copy(), training=False, eps=eps)
         got = fn(w.copy(), None if b is None else b.copy(), gamma, beta, mean, var, eps)
@@ -72,6 +75,9 @@ def check_fold_batchnorm(fn):
         ("convolution without bias", hint, lambda: case(False, 0)),
         ("convolution with bias", hint + "; the conv bias b passes through BN too: "
          "b_folded = (b - mean) * s + beta", lambda: case(True, 1)),
+        ("eps = 1e-3 (EfficientNet-Lite's batch norm), running variances near eps", hint +
+         "; use the `eps` you are given (1e-3 here), inside the square root",
+         lambda: case(True, 2, var_range=(1e-3, 1e-2), eps=1e-3)),
     ]
 
 
