@@ -192,6 +192,38 @@ def test_fused_batchnorm_silu_hardswish_gradcheck(name, training):
     assert r.ok, str(r)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_hardswish_gradient_at_its_kinks_follows_the_layers_apart(training):
+    """Pre-activations exactly at -3 and 3, where the derivative is a convention (PyTorch's:
+    0 at -3, 1 at 3, as hardswish_backward): the fused backward must take the same one.
+    With eps = 0 both modes reach the kinks exactly: in train mode every channel holds
+    +-2 in equal numbers (mean 0, variance 4, xhat = +-1) and gamma = 3; in eval mode the
+    statistics make batch norm the identity and x holds +-3 itself."""
+    N, C, H, W = 4, 3, 2, 3
+    rng = np.random.default_rng(0)
+    if training:
+        signs = np.stack([rng.permutation(np.repeat([1.0, -1.0], N * H * W // 2))
+                          for _ in range(C)])                        # (C, N*H*W)
+        x = np.ascontiguousarray((2 * signs).reshape(C, N, H, W).transpose(1, 0, 2, 3))
+        gamma = np.full(C, 3.0)
+    else:
+        x = 4 * randn(N, C, H, W, seed=1)
+        x.flat[::3] = 3.0
+        x.flat[1::3] = -3.0
+        gamma = np.ones(C)
+    beta, dout = np.zeros(C), randn(N, C, H, W, seed=4)
+    z, bn_cache = F.batchnorm_forward(x, gamma, beta, np.zeros(C), np.ones(C),
+                                      training=training, eps=0.0)
+    assert np.any(z == 3.0) and np.any(z == -3.0)                 # really on both kinks
+    y, act_cache = F.hardswish_forward(z)
+    want = (y, *F.batchnorm_backward(F.hardswish_backward(dout, act_cache), bn_cache))
+    fy, cache = F.batchnorm_forward(x, gamma, beta, np.zeros(C), np.ones(C),
+                                    training=training, eps=0.0, activation="hardswish")
+    got = (fy, *F.batchnorm_backward(dout, cache))
+    for g, w in zip(got, want):                   # another code path: round-off
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+
+
 def test_unknown_fused_activation_is_refused():
     with pytest.raises(ValueError, match="activation"):
         F.batchnorm_forward(randn(4, 3), np.ones(3), np.zeros(3), np.zeros(3), np.ones(3),

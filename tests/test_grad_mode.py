@@ -218,6 +218,22 @@ def test_no_grad_runs_the_forward_of_a_subclass_of_yours():
         np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("activation", [None, nn.ReLU6, nn.SiLU])
+def test_no_grad_scales_a_convolution_s_bias_by_the_batch_norm_after_it(activation):
+    """A Conv2d with a bias before an eval-mode BatchNorm (the models have none, a model
+    of yours may): folded, the batch norm's scale applies to the bias too,
+    bn(conv + b) = conv * s + (t + s * b), and the outputs are those of the layers apart."""
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    conv = nn.Conv2d(3, 4, 3, padding=1, seed=1)
+    conv.bias.data = np.random.default_rng(2).standard_normal(4).astype(np.float32)
+    layers = [conv, nn.BatchNorm2d(4)] + ([activation()] if activation else [])
+    seq = gradcheck.randomize_batchnorm(nn.Sequential(*layers), seed=3).eval()
+    expected = seq(x)
+    with nn.no_grad():
+        y = seq(x)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
 @pytest.mark.parametrize("activation, gate", [(nn.SiLU, nn.Sigmoid), (nn.ReLU, nn.HardSigmoid)])
 def test_no_grad_squeeze_excitation_gate_equals_its_layers(activation, gate):
     """Under no_grad the SE gate runs its layers' arithmetic directly (EfficientNet's and

@@ -127,6 +127,13 @@ def test_cross_entropy_values_gradient_and_stability():
     v = loss(big, np.array([0, 0]))
     assert np.isfinite(v) and v == pytest.approx((0 + 1e4 + np.log(2)) / 2, rel=1e-12)
     assert np.all(np.isfinite(loss.backward()))
+    # each row is shifted by its own maximum: a row far below another one's logits
+    # keeps its probabilities (a shift by the batch's maximum would underflow it to 0)
+    rows = np.array([[1e4, 1e4 + 1.0, 1e4 - 2.0], [0.0, 1.0, -2.0]])
+    logp = F.log_softmax(rows)
+    assert np.all(np.isfinite(logp))
+    np.testing.assert_allclose(logp[0], logp[1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(logp[1], F.log_softmax(rows[1:])[0], rtol=1e-12, atol=1e-12)
     for eps in (0.0, 0.2):
         ls = nn.CrossEntropyLoss(label_smoothing=eps)
         r = gradcheck.check_function(
