@@ -137,6 +137,20 @@ def test_linear_batchnorm_activation_pooling():
     assert s.total_macs == N * C * K
 
 
+@pytest.mark.parametrize("groups", [1, 4, 24])
+def test_grouped_linear_counts_only_its_groups(groups):
+    """A group-wise dense layer (the 1-D "depthwise") does (D / groups) * M multiply-adds a
+    sample, one per weight, as a grouped convolution with 1 x 1 kernels would."""
+    N, D, M = 3, 24, 48
+    layer = nn.GroupedLinear(D, M, groups=groups)
+    (row,) = [r for r in count.summary(nn.Sequential(layer), (N, D)).rows if r.is_leaf]
+    assert row.macs == N * (D // groups) * M == N * layer.weight.data.size
+    conv = nn.Conv2d(D, M, 1, groups=groups)
+    (conv_row,) = [r for r in count.summary(nn.Sequential(conv), (N, D, 1, 1)).rows
+                   if r.is_leaf]
+    assert row.macs == conv_row.macs
+
+
 def test_squeeze_excitation_counts_its_fcs_and_its_own_pool_and_scale():
     N, C, S, H, W = 2, 8, 3, 5, 6
     s = count.summary(nn.SqueezeExcitation(C, S), (N, C, H, W))

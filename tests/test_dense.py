@@ -1,5 +1,7 @@
 """The group-wise dense layer (functional pair, naive twin, layer) and the 1-D models."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -137,6 +139,16 @@ def test_dense_efficientnet_structure_and_shapes():
     deep = dense.efficientnet(10, base_dim=16, depth_multiplier=1.5, width_multiplier=1.25)
     assert [len(stage) for stage in deep.blocks] == [2, 3, 3]           # ceil(n * 1.5)
     assert deep(randn(4, 10).astype(np.float32)).shape == (4, 80)       # make_divisible(80)
+
+
+@pytest.mark.parametrize("depth_multiplier", [0.3, 1.2, 1.7])
+def test_dense_efficientnet_depth_rounds_up(depth_multiplier):
+    """ceil(repeats * depth_multiplier) blocks a stage: 1.2 gives (2, 3, 3) for the
+    stages' (1, 2, 2) repeats where rounding would give (1, 2, 2); at least one block."""
+    model = dense.efficientnet(10, depth_multiplier=depth_multiplier)
+    repeats = [n for _, n in dense.DENSE_EFFICIENTNET_STAGES]
+    assert [len(stage) for stage in model.blocks] == [math.ceil(n * depth_multiplier)
+                                                     for n in repeats]
 
 
 @pytest.mark.parametrize("opts", [

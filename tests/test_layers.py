@@ -185,6 +185,24 @@ def test_load_state_dict_roundtrip_and_errors():
     assert "0.weight" in missing and unexpected == ["zzz"]
 
 
+def test_load_state_dict_copies_every_entry_and_checks_shapes_not_sizes():
+    """Every parameter *and buffer* is copied (running statistics moved by a training
+    step, so they differ from the fresh ones); an entry holding the right number of
+    values in another shape is refused like any wrong shape."""
+    a, b = _small_net(), _small_net()
+    a[0].weight.data += 1
+    a[5].bias.data -= 1
+    a.train()(randn(4, 3, 5, 5).astype(np.float32))             # moves the running stats
+    sd = a.state_dict()
+    b.load_state_dict(sd)
+    for key, value in b.state_dict().items():
+        np.testing.assert_array_equal(value, sd[key], err_msg=key)
+    swapped = sd["0.weight"].reshape(3, 4, 3, 3)                 # (4, 3, 3, 3): same size
+    with pytest.raises(ValueError, match=r"key '0.weight' has shape \(3, 4, 3, 3\), "
+                                         r"expected \(4, 3, 3, 3\)"):
+        b.load_state_dict(dict(sd, **{"0.weight": swapped}))
+
+
 def test_state_dict_returns_copies():
     net = _small_net()
     sd = net.state_dict()

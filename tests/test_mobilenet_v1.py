@@ -5,7 +5,7 @@ import pytest
 
 from tinymobilenet import gradcheck, models, nn
 
-from conftest import randn, v1_table1_counts
+from conftest import V1_TABLE1_BLOCKS, randn, v1_table1_counts
 
 # the chapters these tests back (select with: pytest -m ch05)
 pytestmark = [pytest.mark.ch05]
@@ -45,6 +45,18 @@ def test_width_multiplier_thins_every_layer():
     for (k, a), (_, b) in zip(full.state_dict().items(), half.state_dict().items()):
         if k.endswith("pointwise.0.weight"):
             assert b.shape == (a.shape[0] // 2, a.shape[1] // 2, 1, 1)
+
+
+def test_a_width_multiplier_that_leaves_fractions_truncates_them():
+    """alpha = 0.6 gives fractional widths (128 * 0.6 = 76.8): every layer of Table 1 gets
+    int(c * alpha) channels (TensorFlow's depth() and Keras' int(filters * alpha)), not
+    the rounded 77."""
+    alpha = 0.6
+    m = models.mobilenet_v1(alpha)
+    widths = [m.features[0][0].weight.shape[0]] + [b.out_channels for b in list(m.features)[1:]]
+    table1 = [32] + [c for c, _ in V1_TABLE1_BLOCKS]
+    assert widths == [int(c * alpha) for c in table1]
+    assert m.classifier[1].in_features == int(1024 * alpha)
 
 
 def test_same_seed_same_weights():

@@ -76,6 +76,52 @@ def test_state_dict_params_and_forward_match_torchvision(ref_name):
     assert y.shape == (2, 1000) and y.dtype == np.float32 and np.isfinite(y).all()
 
 
+@pytest.mark.parametrize("ref_name", list(REFERENCE))
+def test_state_dict_layout_and_batchnorm_settings_match_torchvision(ref_name):
+    """The structure alone, without the forward pass of the slow test above, so that every
+    width and depth of B0..B7 is checked on each run: torchvision's keys in order with
+    their shapes, its trainable-parameter count, its BatchNorm eps and momentum."""
+    model = build(ref_name)
+    got = [(k, list(v.shape)) for k, v in model.state_dict().items()]
+    assert got == [(k, s) for k, s in REFERENCE[ref_name]["state_dict"]]
+    assert model.num_parameters() == REFERENCE[ref_name]["trainable_params"]
+    eps, momentum = BN_CONFIG[BUILD[ref_name]["name"]]
+    assert all(b.eps == eps and b.momentum == momentum
+               for b in model.modules() if isinstance(b, nn.BatchNorm2d))
+
+
+def test_efficientnet_resolutions_are_those_of_torchvision_s_weights():
+    """The table's input sizes are the crops torchvision evaluates each B0..B7's weights
+    at (the weights registry, copied from torchvision's metadata), except B2: its weights
+    are evaluated at 288 px, the table keeps the release's 260 (see EFFICIENTNET_PARAMS)."""
+    for name, (_, _, resolution, _) in models.EFFICIENTNET_PARAMS.items():
+        crops = {models.weights_info(name, w)["crop"] for w in models.weights_names(name)}
+        assert crops == ({288} if name == "efficientnet_b2" else {resolution}), name
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("arch, width_mult", [("mobilenet_v3_small", 0.75),
+                                              ("mobilenet_v3_large", 0.5)])
+def test_v3_width_multiplier_layout_and_eval_outputs_match_torchvision(arch, width_mult):
+    """Off the default width every channel count is scaled, the classifier's hidden
+    width too: key for key and shape for shape what torchvision builds; and with its
+    weights loaded, the eval-mode logits of a small image are torchvision's (every block's
+    activation, kernel, stride and squeeze-excitation gate enter them)."""
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    theirs = getattr(torchvision.models, arch)(width_mult=width_mult, num_classes=10)
+    theirs = theirs.double().eval()
+    expected = [(k, tuple(v.shape)) for k, v in theirs.state_dict().items()]
+    ours = getattr(models, arch)(width_mult=width_mult, num_classes=10)
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == expected
+    models.load_weights(ours.to(np.float64),
+                        {k: v.numpy() for k, v in theirs.state_dict().items()})
+    x = randn(2, 3, 48, 40)
+    with torch.no_grad():
+        y = theirs(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ours.eval()(x), y, rtol=1e-7, atol=1e-9 * np.abs(y).max())
+
+
 @pytest.mark.parametrize("name,size", [("mobilenet_v1", 32), ("mobilenet_v2", 40),
                                        ("mobilenet_v3_small", 33), ("efficientnet_b0", 32)])
 def test_forward_shape_small_models_any_resolution(name, size):

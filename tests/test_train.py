@@ -103,6 +103,27 @@ def test_fit_takes_feature_vectors(digits):
     assert history[-1]["test_accuracy"] > 0.5
 
 
+def test_each_update_uses_the_lr_of_its_own_step_and_each_epoch_its_own_order(digits):
+    """The schedule is asked for steps 0, 1, 2, ... in order, once before each update (the
+    first update at schedule(0)); every epoch shuffles with its own generator, so two
+    epochs see the samples in different orders."""
+    data = digits.train.flatten()[:96]
+    model = models.dense.mobilenet(64, hidden_dims=(16,), num_classes=10)
+    asked, seen = [], []
+
+    def schedule(step):
+        asked.append(step)
+        return 0.01
+
+    def augment(x, rng):
+        seen.append(x.copy())
+        return x
+    train.fit(model, data, 2, SGD(model.parameters(), lr=0.5), schedule, batch_size=32,
+              augment=augment, progress=None, precise_bn=0)
+    assert asked == list(range(6))
+    assert not np.array_equal(np.concatenate(seen[:3]), np.concatenate(seen[3:]))
+
+
 def test_same_seed_same_weights_bit_for_bit(digits):
     # the same computation repeated in one process (same machine, same threads): bit for bit
     a, _, ha = fit_small(digits.train[:256], 2)

@@ -66,6 +66,16 @@ def test_missing_and_unexpected_named(state):
         models.load_weights(model, state, strict=False)                 # shapes always checked
 
 
+@pytest.mark.parametrize("key", ["classifier.1.bias", "features.2.conv.3.bias",
+                                 "features.17.conv.0.1.running_mean"])
+def test_every_kind_of_missing_entry_is_named(state, key):
+    """A missing bias, BatchNorm beta or running statistic is as much an error as a
+    missing weight (skipped, it would keep the model's random values)."""
+    del state[key]
+    with pytest.raises(models.WeightsMismatchError, match=rf"key '{re.escape(key)}' .* is missing"):
+        models.load_weights(models.mobilenet_v2(0.5, num_classes=10, seed=1), state)
+
+
 def test_architecture_mismatch_across_families(tmp_path):
     path = models.save_weights(models.mobilenet_v3_small(0.5), tmp_path / "s.npz")
     with pytest.raises(models.WeightsMismatchError, match="mobilenet_v3_large: key 'features"):
