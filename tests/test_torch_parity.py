@@ -157,15 +157,21 @@ def test_inverted_residual_v3(train):
 
 
 @pytest.mark.parametrize("train", [True, False])
-def test_mbconv(train):
+@pytest.mark.parametrize("channels, expand_ratio", [(16, 6), (10, 3)])
+def test_mbconv(train, channels, expand_ratio):
+    """(10, 3): 30 expanded channels, which both round to the nearest multiple of 8, 32.
+    torchvision's config rounds its channel counts to multiples of 8 too, so C_in = 10 is
+    set on the config after it is built."""
     _tv()
     from functools import partial
 
     from torchvision.models.efficientnet import MBConv, MBConvConfig
-    cnf = MBConvConfig(6, 3, 1, 16, 16, 1)
+    cnf = MBConvConfig(expand_ratio, 3, 1, 16, 16, 1)
+    cnf.input_channels = cnf.out_channels = channels
     theirs = MBConv(cnf, 0.0, partial(torch.nn.BatchNorm2d, eps=1e-3))
-    ours = nn.MBConv(16, 16, 1, expand_ratio=6, kernel_size=3, stochastic_depth_prob=0.0, norm_eps=1e-3)
-    compare(ours, theirs, np.random.default_rng(10).standard_normal((2, 16, 6, 5)), train)
+    ours = nn.MBConv(channels, channels, 1, expand_ratio=expand_ratio, kernel_size=3,
+                     stochastic_depth_prob=0.0, norm_eps=1e-3)
+    compare(ours, theirs, np.random.default_rng(10).standard_normal((2, channels, 6, 5)), train)
 
 
 def test_depthwise_separable_against_torch_composition():

@@ -2,6 +2,7 @@
 
 import io
 import json
+import math
 import os
 import pickle
 import signal
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from tinymobilenet import count, models, nn, train
-from tinymobilenet.data import load_digits, random_shift
+from tinymobilenet.data import DIGITS_TRAIN_SIZE, load_digits, random_shift
 from tinymobilenet.models import mobilenet_v1
 from tinymobilenet.optim import SGD, Cosine, Warmup, param_groups
 
@@ -514,6 +515,26 @@ def test_cli_resume_extends_writes_where_it_says_and_adds_up_the_wall_time(tiny_
     with pytest.raises(SystemExit):                 # its configuration is its own
         train.main(["--resume", str(ckpt), "--lr", "0.1"])
     assert "not --lr" in capsys.readouterr().err
+
+
+def test_cli_schedule_warms_up_then_ends_its_cosine_with_the_run(tmp_path):
+    """The recipe's schedule, as --help states it: a linear warm-up from lr/10 over the
+    warm-up epochs, then half a cosine down to 0 over the steps that are left, so that
+    the last update of the run is the cosine's last step before 0 (a cosine over all the
+    steps, warm-up included, would end the run well above it)."""
+    out = tmp_path / "v1"
+    assert train.main(["--resolution", "8", "--epochs", "2", "--warmup-epochs", "1",
+                       "--batch-size", "128", "--precise-bn", "0", "--progress", "none",
+                       "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    c = metrics["config"]
+    steps = math.ceil(DIGITS_TRAIN_SIZE / c["batch_size"])      # per epoch
+    warmup, total = steps * c["warmup_epochs"], steps * c["epochs"]
+    first, last = (r["lr"] for r in metrics["history"])              # each epoch's last update
+    assert first == pytest.approx(c["lr"] * (0.1 + 0.9 * (warmup - 1) / warmup), rel=1e-12)
+    cosine = total - warmup
+    assert last == pytest.approx(c["lr"] * (1 + math.cos(math.pi * (cosine - 1) / cosine)) / 2,
+                                 rel=1e-12)
 
 
 def test_cli_bad_option_prints_no_traceback():
