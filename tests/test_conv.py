@@ -101,6 +101,23 @@ def test_depthwise_fast_naive_scipy_and_grouped_conv_agree(case, depthwise_path)
             np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
 
 
+def test_dense_depthwise_path_builds_its_matrices_in_float32(monkeypatch):
+    """float32 in, float32 throughout: the dense path's 0/1 tap matrices (and so every
+    channel's matrix built from them) take x's dtype. In float64 they would double the
+    path's memory and time while its results differed only by round-off, which no
+    comparison of results can see."""
+    from tinymobilenet.functional import _depthwise_dense, depthwise
+    built, taps = [], _depthwise_dense._taps
+    monkeypatch.setattr(_depthwise_dense, "_taps", lambda *a: built.append(taps(*a)) or built[-1])
+    x = randn(8, 5, 4, 4, seed=1).astype(np.float32)
+    w = randn(5, 1, 3, 3, seed=2).astype(np.float32)
+    assert depthwise._path(x.shape, 3, 1, 1) is _depthwise_dense
+    out, cache = F.depthwise_conv2d_forward(x, w, None, 1, 1)
+    dx, dw, _ = F.depthwise_conv2d_backward(randn(*out.shape, seed=3).astype(np.float32), cache)
+    assert len(built) == 2 and all(G.dtype == np.float32 for G in built)
+    assert out.dtype == dx.dtype == dw.dtype == np.float32
+
+
 @pytest.mark.parametrize("case", DW_CASES)
 def test_depthwise_gradcheck(case, depthwise_path):
     N, C, H, W, K, s, p = case
