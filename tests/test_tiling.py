@@ -263,3 +263,60 @@ def test_direct_depthwise_takes_the_blas_taps_exactly_when_its_tiles_run_on_one_
     ref, _ = F.depthwise_conv2d_forward_naive(x, w, None, stride, p)
     np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(out2, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.fixture
+def poisoned_scratch(monkeypatch):
+    """Every scratch buffer handed out without ``zero=True`` filled with NaN: a kernel must
+    write what it reads from one (a buffer's old content is whatever the last call left,
+    finite here by chance, so ``0 * old`` or a missed reset can hide)."""
+    import sys
+    real = tiling.scratch
+
+    def poisoned(name, shape, dtype, zero=False):
+        out = real(name, shape, dtype, zero=zero)
+        if not zero and out.dtype.kind == "f":
+            out.fill(np.nan)
+        return out
+    patched = [mod for mod in list(sys.modules.values())
+               if getattr(mod, "__name__", "").startswith("tinymobilenet.")
+               and getattr(mod, "scratch", None) is real]
+    for mod in patched:
+        monkeypatch.setattr(mod, "scratch", poisoned)
+    assert {"conv2d", "_depthwise_direct", "_depthwise_banded", "norm"} <= {
+        m.__name__.rsplit(".", 1)[1] for m in patched}
+
+
+@pytest.mark.parametrize("case", DW_CASES)
+def test_kernels_never_read_what_a_scratch_buffer_held_before(case, depthwise_path, tiny_tiles,
+                                                              poisoned_scratch):
+    """Depthwise (every path), the standard convolution of the same shape and batch norm
+    with a fused activation, forward and backward, with NaN in every fresh scratch buffer:
+    the same results as the naive twins."""
+    N, C, H, W, K, s, p = case
+    x, w = randn(N, C, H, W, seed=1), randn(C, 1, K, K, seed=2)
+    out, cache = F.depthwise_conv2d_forward(x, w, None, s, p)
+    ref, ref_cache = F.depthwise_conv2d_forward_naive(x, w, None, s, p)
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    dout = randn(*out.shape, seed=3)
+    for a, e in zip(F.depthwise_conv2d_backward(dout, cache)[:2],
+                    F.depthwise_conv2d_backward_naive(dout, ref_cache)[:2]):
+        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
+    wc = randn(3, C, K, K, seed=4)
+    out, cache = F.conv2d_forward(x, wc, None, s, p)
+    ref, ref_cache = F.conv2d_forward_naive(x, wc, None, s, p)
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    dout = randn(*out.shape, seed=5)
+    for a, e in zip(F.conv2d_backward(dout, cache)[:2], F.conv2d_backward_naive(dout, ref_cache)[:2]):
+        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
+    gamma, beta, dy = randn(C, seed=6), randn(C, seed=7), randn(*x.shape, seed=8)
+    for training in (True, False):
+        z, bn_cache = F.batchnorm_forward(x, gamma, beta, np.zeros(C), np.ones(C),
+                                          training=training)
+        y, act_cache = F.silu_forward(z)
+        want = (y, *F.batchnorm_backward(F.silu_backward(dy, act_cache), bn_cache))
+        fy, fcache = F.batchnorm_forward(x, gamma, beta, np.zeros(C), np.ones(C),
+                                         training=training, activation="silu")
+        for g, e in zip((fy, *F.batchnorm_backward(dy, fcache)), want):
+            assert np.isfinite(g).all()                 # (assert_allclose takes NaN == NaN)
+            np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-10)
