@@ -81,7 +81,8 @@ def test_direct_depthwise_tiles_with_a_smaller_last_tile_match_naive(K, path, mo
 
 
 @pytest.mark.parametrize("case", DW_CASES)
-def test_tiled_depthwise_and_im2col_conv_match_naive(case, tiny_tiles, depthwise_path):
+def test_tiled_depthwise_and_im2col_conv_match_naive(case, tiny_tiles, depthwise_path,
+                                                      scratch_content):
     N, C, H, W, K, s, p = case
     x, w, b = randn(N, C, H, W, seed=1), randn(C, 1, K, K, seed=2), randn(C, seed=3)
     out, cache = F.depthwise_conv2d_forward(x, w, b, s, p)
@@ -265,11 +266,14 @@ def test_direct_depthwise_takes_the_blas_taps_exactly_when_its_tiles_run_on_one_
     np.testing.assert_allclose(out2, ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.fixture
-def poisoned_scratch(monkeypatch):
-    """Every scratch buffer handed out without ``zero=True`` filled with NaN: a kernel must
-    write what it reads from one (a buffer's old content is whatever the last call left,
-    finite here by chance, so ``0 * old`` or a missed reset can hide)."""
+@pytest.fixture(params=["scratch as left", "scratch poisoned"])
+def scratch_content(request, monkeypatch):
+    """Run a test twice: with the scratch buffers as the last call left them, then with
+    every scratch buffer handed out without ``zero=True`` filled with NaN. A kernel must
+    write what it reads from one: its old content is finite by chance, so ``0 * old`` or a
+    missed reset can hide in the first run, not in the second."""
+    if request.param == "scratch as left":
+        return
     import sys
     real = tiling.scratch
 
@@ -287,28 +291,12 @@ def poisoned_scratch(monkeypatch):
         m.__name__.rsplit(".", 1)[1] for m in patched}
 
 
-@pytest.mark.parametrize("case", DW_CASES)
-def test_kernels_never_read_what_a_scratch_buffer_held_before(case, depthwise_path, tiny_tiles,
-                                                              poisoned_scratch):
-    """Depthwise (every path), the standard convolution of the same shape and batch norm
-    with a fused activation, forward and backward, with NaN in every fresh scratch buffer:
-    the same results as the naive twins."""
-    N, C, H, W, K, s, p = case
-    x, w = randn(N, C, H, W, seed=1), randn(C, 1, K, K, seed=2)
-    out, cache = F.depthwise_conv2d_forward(x, w, None, s, p)
-    ref, ref_cache = F.depthwise_conv2d_forward_naive(x, w, None, s, p)
-    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
-    dout = randn(*out.shape, seed=3)
-    for a, e in zip(F.depthwise_conv2d_backward(dout, cache)[:2],
-                    F.depthwise_conv2d_backward_naive(dout, ref_cache)[:2]):
-        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
-    wc = randn(3, C, K, K, seed=4)
-    out, cache = F.conv2d_forward(x, wc, None, s, p)
-    ref, ref_cache = F.conv2d_forward_naive(x, wc, None, s, p)
-    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
-    dout = randn(*out.shape, seed=5)
-    for a, e in zip(F.conv2d_backward(dout, cache)[:2], F.conv2d_backward_naive(dout, ref_cache)[:2]):
-        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
+def test_fused_batchnorm_never_reads_what_a_scratch_buffer_held_before(tiny_tiles,
+                                                                       scratch_content):
+    """Batch norm with a fused SiLU, forward and backward, train and eval, against the
+    layers apart (the tiled depthwise and convolution tests above take the same fixture)."""
+    x = randn(3, 5, 6, 7, seed=1)
+    C = x.shape[1]
     gamma, beta, dy = randn(C, seed=6), randn(C, seed=7), randn(*x.shape, seed=8)
     for training in (True, False):
         z, bn_cache = F.batchnorm_forward(x, gamma, beta, np.zeros(C), np.ones(C),
