@@ -57,10 +57,19 @@ def test_reference_covers_every_torchvision_family():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("ref_name", list(REFERENCE))
-def test_state_dict_params_and_forward_match_torchvision(ref_name):
-    """Keys in the same order, the same shapes, the same trainable-parameter count, the
-    same BatchNorm settings; and the model runs on a small image (16 px: the cost of the
-    big models at this size is in their weights, not their pixels)."""
+def test_every_torchvision_layout_runs_forward(ref_name):
+    """Each model of the reference (its layout checked by the next test) runs on a small
+    image (16 px: the cost of the big models at this size is in their weights, not their
+    pixels)."""
+    y = build(ref_name).eval()(randn(2, 3, 16, 16).astype(np.float32))
+    assert y.shape == (2, 1000) and y.dtype == np.float32 and np.isfinite(y).all()
+
+
+@pytest.mark.parametrize("ref_name", list(REFERENCE))
+def test_state_dict_layout_and_batchnorm_settings_match_torchvision(ref_name):
+    """The structure, on each run for every width and depth of B0..B7: torchvision's keys
+    in order with their shapes, its trainable-parameter count, its BatchNorm eps and
+    momentum."""
     model = build(ref_name)
     got = [(k, list(v.shape)) for k, v in model.state_dict().items()]
     expected = [(k, s) for k, s in REFERENCE[ref_name]["state_dict"]]
@@ -72,22 +81,6 @@ def test_state_dict_params_and_forward_match_torchvision(ref_name):
     eps, momentum = BN_CONFIG[BUILD[ref_name]["name"]]
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert bns and all(b.eps == eps and b.momentum == momentum for b in bns)
-    y = model.eval()(randn(2, 3, 16, 16).astype(np.float32))
-    assert y.shape == (2, 1000) and y.dtype == np.float32 and np.isfinite(y).all()
-
-
-@pytest.mark.parametrize("ref_name", list(REFERENCE))
-def test_state_dict_layout_and_batchnorm_settings_match_torchvision(ref_name):
-    """The structure alone, without the forward pass of the slow test above, so that every
-    width and depth of B0..B7 is checked on each run: torchvision's keys in order with
-    their shapes, its trainable-parameter count, its BatchNorm eps and momentum."""
-    model = build(ref_name)
-    got = [(k, list(v.shape)) for k, v in model.state_dict().items()]
-    assert got == [(k, s) for k, s in REFERENCE[ref_name]["state_dict"]]
-    assert model.num_parameters() == REFERENCE[ref_name]["trainable_params"]
-    eps, momentum = BN_CONFIG[BUILD[ref_name]["name"]]
-    assert all(b.eps == eps and b.momentum == momentum
-               for b in model.modules() if isinstance(b, nn.BatchNorm2d))
 
 
 def test_efficientnet_resolutions_are_those_of_torchvision_s_weights():
