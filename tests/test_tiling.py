@@ -39,6 +39,31 @@ def bn_rows(request, monkeypatch):
     monkeypatch.setattr(norm, "LONG_ROW", 0 if request.param == "broadcast vectors" else 10**9)
 
 
+@pytest.fixture(params=["scratch as left", "scratch poisoned"])
+def scratch_content(request, monkeypatch):
+    """Run a test twice: with the scratch buffers as the last call left them, then with
+    every scratch buffer handed out without ``zero=True`` filled with NaN. A kernel must
+    write what it reads from one: its old content is finite by chance, so ``0 * old`` or a
+    missed reset can hide in the first run, not in the second."""
+    if request.param == "scratch as left":
+        return
+    import sys
+    real = tiling.scratch
+
+    def poisoned(name, shape, dtype, zero=False):
+        out = real(name, shape, dtype, zero=zero)
+        if not zero and out.dtype.kind == "f":
+            out.fill(np.nan)
+        return out
+    patched = [mod for mod in list(sys.modules.values())
+               if getattr(mod, "__name__", "").startswith("tinymobilenet.")
+               and getattr(mod, "scratch", None) is real]
+    for mod in patched:
+        monkeypatch.setattr(mod, "scratch", poisoned)
+    assert {"conv2d", "_depthwise_direct", "_depthwise_banded", "norm"} <= {
+        m.__name__.rsplit(".", 1)[1] for m in patched}
+
+
 # (N, C, H, W, K, stride, padding): odd sizes, stride 1/2/3, K < stride, 1x1 images,
 # "same" padding (the row layout) with images narrower than the kernel
 DW_CASES = [(3, 5, 9, 7, 3, 1, 1), (4, 6, 8, 5, 3, 2, 1), (2, 3, 9, 7, 5, 2, 2),
@@ -195,7 +220,7 @@ def test_conv_batch_tiles_with_a_shorter_last_tile_match_naive(K, s, p, groups, 
 
 @pytest.mark.parametrize("activation", ["silu", "hardswish", "relu"])
 def test_tiled_batchnorm_with_a_fused_activation_matches_the_layers_apart(activation, tiny_tiles,
-                                                                          bn_rows):
+                                                                          bn_rows, scratch_content):
     acts = {"silu": (F.silu_forward, F.silu_backward),
             "hardswish": (F.hardswish_forward, F.hardswish_backward),
             "relu": (F.relu_forward, F.relu_backward)}
@@ -210,6 +235,7 @@ def test_tiled_batchnorm_with_a_fused_activation_matches_the_layers_apart(activa
         fy, fcache = F.batchnorm_forward(x, gamma, beta, np.zeros(C), np.ones(C),
                                          training=training, activation=activation)
         for g, w in zip((fy, *F.batchnorm_backward(dout, fcache)), want):
+            assert np.isfinite(g).all()               # (assert_allclose takes NaN == NaN)
             np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-10)   # other tiles: round-off
 
 
@@ -264,47 +290,3 @@ def test_direct_depthwise_takes_the_blas_taps_exactly_when_its_tiles_run_on_one_
     ref, _ = F.depthwise_conv2d_forward_naive(x, w, None, stride, p)
     np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(out2, ref, rtol=1e-12, atol=1e-12)
-
-
-@pytest.fixture(params=["scratch as left", "scratch poisoned"])
-def scratch_content(request, monkeypatch):
-    """Run a test twice: with the scratch buffers as the last call left them, then with
-    every scratch buffer handed out without ``zero=True`` filled with NaN. A kernel must
-    write what it reads from one: its old content is finite by chance, so ``0 * old`` or a
-    missed reset can hide in the first run, not in the second."""
-    if request.param == "scratch as left":
-        return
-    import sys
-    real = tiling.scratch
-
-    def poisoned(name, shape, dtype, zero=False):
-        out = real(name, shape, dtype, zero=zero)
-        if not zero and out.dtype.kind == "f":
-            out.fill(np.nan)
-        return out
-    patched = [mod for mod in list(sys.modules.values())
-               if getattr(mod, "__name__", "").startswith("tinymobilenet.")
-               and getattr(mod, "scratch", None) is real]
-    for mod in patched:
-        monkeypatch.setattr(mod, "scratch", poisoned)
-    assert {"conv2d", "_depthwise_direct", "_depthwise_banded", "norm"} <= {
-        m.__name__.rsplit(".", 1)[1] for m in patched}
-
-
-def test_fused_batchnorm_never_reads_what_a_scratch_buffer_held_before(tiny_tiles,
-                                                                       scratch_content):
-    """Batch norm with a fused SiLU, forward and backward, train and eval, against the
-    layers apart (the tiled depthwise and convolution tests above take the same fixture)."""
-    x = randn(3, 5, 6, 7, seed=1)
-    C = x.shape[1]
-    gamma, beta, dy = randn(C, seed=6), randn(C, seed=7), randn(*x.shape, seed=8)
-    for training in (True, False):
-        z, bn_cache = F.batchnorm_forward(x, gamma, beta, np.zeros(C), np.ones(C),
-                                          training=training)
-        y, act_cache = F.silu_forward(z)
-        want = (y, *F.batchnorm_backward(F.silu_backward(dy, act_cache), bn_cache))
-        fy, fcache = F.batchnorm_forward(x, gamma, beta, np.zeros(C), np.ones(C),
-                                         training=training, activation="silu")
-        for g, e in zip((fy, *F.batchnorm_backward(dy, fcache)), want):
-            assert np.isfinite(g).all()                 # (assert_allclose takes NaN == NaN)
-            np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-10)
