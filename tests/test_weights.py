@@ -78,15 +78,22 @@ def test_every_kind_of_missing_entry_is_named(state, key):
 
 def test_architecture_mismatch_across_families(tmp_path):
     path = models.save_weights(models.mobilenet_v3_small(0.5), tmp_path / "s.npz")
-    with pytest.raises(models.WeightsMismatchError, match="mobilenet_v3_large: key 'features"):
+    with pytest.raises(models.WeightsMismatchError,
+                       match=rf"^{path}: mobilenet_v3_large: key 'features"):   # the file too
         models.load_weights(models.mobilenet_v3_large(0.5), path)
 
 
 def test_files_never_unpickled(tmp_path):
+    import os
+    from test_pth import Reduce            # what an attacker pickles
+    pwned = tmp_path / "pwned"
     path = tmp_path / "evil.npz"
-    np.savez(path, **{"features.0.0.weight": np.array([object()], dtype=object)})
-    with pytest.raises(ValueError, match="allow_pickle"):
+    payload = np.array([Reduce(os.system, f"touch {pwned}")], dtype=object)
+    np.savez(path, **{"features.0.0.weight": payload})
+    with pytest.raises(ValueError, match=rf"^{path}: .*entry 'features.0.0.weight' holds "
+                                         r"pickled Python objects, which are never loaded"):
         models.load_weights(models.mobilenet_v2(0.5), path)
+    assert not pwned.exists()
 
 
 def test_bad_sources(tmp_path):

@@ -145,7 +145,14 @@ def _named(error, label):
     return error if text.startswith(label + ":") else type(error)(f"{label}: {text}")
 
 
+# deflate's largest ratio of output to input bytes (RFC 1951's longest match, 258 bytes,
+# coded in as little as 2 bits, plus block overhead): 1032:1
+_DEFLATE_MOST = 1032
+
+
 def _load_zip(f, label):
+    archive_size = f.seek(0, io.SEEK_END)
+    f.seek(0)
     with zipfile.ZipFile(f) as zf:
         pickles = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
@@ -174,6 +181,15 @@ def _load_zip(f, label):
             if info.file_size != storage.nbytes:       # checked before anything is read
                 raise CheckpointFormatError(f"storage {storage.key!r} has {info.file_size} "
                                             f"bytes, its tensors need {storage.nbytes}")
+            # the directory's sizes are the file's word: an entry's bytes must fit in the
+            # file, and inflate to at most what deflate can (~1032:1; stored: 1:1), before
+            # its storage is allocated
+            most = info.compress_size * (1 if info.compress_type == zipfile.ZIP_STORED
+                                         else _DEFLATE_MOST) + 64
+            if info.compress_size > archive_size or info.file_size > most:
+                raise CheckpointFormatError(
+                    f"storage {storage.key!r} claims {info.file_size} bytes from "
+                    f"{info.compress_size} in a file of {archive_size}: a corrupt directory")
             buf = bytearray(storage.nbytes)
             with zf.open(info) as data:
                 if data.readinto(buf) != len(buf):
