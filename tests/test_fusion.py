@@ -147,7 +147,7 @@ def test_unfused_modules_cache_their_activations():
     with nn.unfused(seq):
         seq(x)
         assert seq[2]._cache is not None
-    assert gradcheck.kink_distance(seq, x) > 0       # reads the ReLU6 input, unfused inside
+    assert 0 < gradcheck.kink_distance(seq, x) < np.inf   # reads the ReLU6 input, unfused
 
 
 SMOOTH = [("silu", F.silu_forward, F.silu_backward),

@@ -289,15 +289,15 @@ def kink_distance(module, x):
     """
     rng_states = _rng_states(module)
     saved_state = module.state_dict()
+    best = np.inf
     with unfused(module):                      # each activation caches its own input
         module.forward(x)
-    best = np.inf
-    for m in module.modules():
-        kinks = getattr(type(m), "kinks", ())
-        cached = getattr(m, "_cache", None)
-        if kinks and isinstance(cached, np.ndarray):
-            for k in kinks:
-                best = min(best, float(np.min(np.abs(cached - k))))
+        for m in module.modules():             # read before fusing again drops them
+            kinks = getattr(type(m), "kinks", ())
+            cached = getattr(m, "_cache", None)
+            if kinks and isinstance(cached, np.ndarray):
+                for k in kinks:
+                    best = min(best, float(np.min(np.abs(cached - k))))
     module.load_state_dict(saved_state)
     for g, state in rng_states:
         g.bit_generator.state = state
