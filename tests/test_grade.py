@@ -81,6 +81,9 @@ PATHOLOGICAL = """\
     def my_v1_macs(alpha, resolution):
         return None
 
+    def hardswish_backward(dout, x):
+        raise KeyboardInterrupt
+
     def sgd_step(w, grad, velocity, lr, momentum, weight_decay):
         velocity = momentum * velocity + grad + weight_decay * w
         return w - lr * velocity, velocity
@@ -104,13 +107,14 @@ def test_every_pathology_becomes_the_failure_of_its_own_exercise(pathological):
     assert "not implemented" in r["cost_ratio"]["message"]
     assert "called sys.exit(4)" in r["relu6_backward"]["message"]
     assert "is None" in r["v1_macs"]["message"]
+    assert r["hardswish_backward"]["message"].startswith("your function raised KeyboardInterrupt")
     # graded after the endless loop and the exit, in a new process
     assert r["sgd_step"]["passed"] is True and r["sgd_step"]["points"] == 1
     for name in ("conv_output_size", "conv2d_backward", "depthwise_forward", "cost_ratio"):
         assert r[name]["status"] == "failed" and r[name]["passed"] is False
     assert r["batchnorm_backward"]["status"] == "not attempted"
     assert r["v1_macs"]["function"] == "my_v1_macs"
-    assert f["points"] == 1 and f["attempted"] == 10
+    assert f["points"] == 1 and f["attempted"] == 11
 
 
 def test_answers_that_are_or_call_the_library_are_flagged(pathological):
@@ -129,6 +133,9 @@ def test_the_report_is_json_and_a_table(pathological):
     table = grade.render_table(pathological)
     assert "timed out after 2 s" in table and "not attempted: 4.1" in table
     assert "flag: uses the library's own F.conv2d_forward" in table
+    assert "note: imports tinymobilenet.functional (line 3)" in table
+    r = records(pathological["files"][0])["conv_output_size"]
+    assert r["case"] and f"case '{r['case']}': {r['message']}" in table
 
 
 @pytest.mark.parametrize("source, message", [
@@ -139,7 +146,11 @@ def test_the_report_is_json_and_a_table(pathological):
      "import failed: the process exited with status 5 while importing the file"),
     ("def im2col(x, K, stride, padding):\n    return x\nwhile True:\n    pass\n",
      "import failed: timed out after 1.5 s"),
-], ids=["syntax error", "exception", "os._exit", "endless loop"])
+    ("import sys\ndef im2col(x, K, stride, padding):\n    return x\nsys.exit(3)\n",
+     "import failed: the file called sys.exit(3)"),
+    ("import json\ndef im2col(x, K, stride, padding):\n    return x\njson.loads('{')\n",
+     "import failed: JSONDecodeError line 4: Expecting property name"),
+], ids=["syntax error", "exception", "os._exit", "endless loop", "sys.exit", "in a library"])
 def test_a_file_that_does_not_import_fails_the_exercises_it_defines(tmp_path, source, message):
     path = tmp_path / "student.py"
     path.write_text(source)
@@ -167,7 +178,7 @@ def test_replacing_the_library_s_functions_is_flagged_and_not_graded(tmp_path):
     r = records(grade.grade_file(path, timeout=5.0))
     assert r["conv_output_size"]["passed"]           # graded before the replacement
     for name in ("cost_ratio", "compound_scaling"):   # while and after
-        assert not r[name]["passed"]
+        assert not r[name]["passed"] and r[name]["points"] == 0
         assert "replaces functions of the library" in r[name]["message"]
         assert "_checking.compare" in r[name]["message"]
     # replacing a checker at import does not change the one that runs, and is flagged
@@ -183,6 +194,58 @@ def test_replacing_the_library_s_functions_is_flagged_and_not_graded(tmp_path):
     assert any("check_cost_ratio" in flag for flag in f["flags"])
 
 
+def test_what_the_file_writes_to_standard_output_is_not_taken_for_an_answer(tmp_path):
+    """The answers come back on a channel of their own: a line printed by the student's
+    code that looks like the grader's message (a passed result, then an exit before the
+    real one) fails the exercise as the exit it is."""
+    forged = json.dumps({"event": "result", "name": "cost_ratio",
+                         "result": {"ok": True, "message": "", "failed_case": "", "hint": "",
+                                    "library": ""}})
+    path = write(tmp_path, "forger.py", f"""\
+        import os
+
+        def cost_ratio(C_out, K):
+            print({forged!r}, flush=True)
+            os._exit(0)
+    """)
+    (r,) = grade.grade_file(path, [registry.get("cost_ratio")], timeout=5.0)["exercises"]
+    assert not r["passed"] and r["points"] == 0
+    assert r["message"] == "the process exited with status 0 while running check_cost_ratio"
+
+
+def test_the_import_may_take_longer_than_one_check(tmp_path, monkeypatch):
+    """A notebook's imports (matplotlib, SciPy) may take longer than the time limit of a
+    check: the import waits for the larger of the two, each check for the time limit."""
+    waits = []
+    real = grade._Child.next
+
+    def next_message(child, timeout):
+        waits.append(timeout)
+        return real(child, timeout)
+    monkeypatch.setattr(grade._Child, "next", next_message)
+    path = write(tmp_path, "student.py", """\
+        def conv_output_size(size, kernel_size, stride, padding):
+            return (size + 2 * padding - kernel_size) // stride + 1
+    """)
+    (r,) = grade.grade_file(path, [registry.get("conv_output_size")], timeout=3.0)["exercises"]
+    assert r["passed"]
+    assert waits[:2] == [grade.STARTUP_TIMEOUT, max(3.0, grade.IMPORT_TIMEOUT)]
+    assert waits[2:] and set(waits[2:]) == {3.0}
+
+
+def test_the_file_s_own_answer_wins_over_the_library_s_function_it_imports(tmp_path):
+    """A chapter's handout imports the library's function for a demonstration and asks for
+    ``my_<name>``: the answer graded is the one the file defines, not the import."""
+    path = write(tmp_path, "student.py", """\
+        from tinymobilenet.functional import conv_output_size
+
+        def my_conv_output_size(size, kernel_size, stride, padding):
+            return (size + 2 * padding - kernel_size) // stride + 1
+    """)
+    (r,) = grade.grade_file(path, [registry.get("conv_output_size")], timeout=5.0)["exercises"]
+    assert r["passed"] and r["function"] == "my_conv_output_size" and not r["flags"]
+
+
 def test_importing_the_worked_answers_is_flagged(tmp_path):
     path = write(tmp_path, "copied.py", f"""\
         import sys
@@ -193,6 +256,15 @@ def test_importing_the_worked_answers_is_flagged(tmp_path):
     assert any("imports the worked answers `solutions.im2col`" in flag for flag in f["flags"])
     (r,) = f["exercises"]
     assert "im2col is not defined in this file: it comes from solutions" in r["flags"]
+    # from inside a package, and by name at run time
+    path = write(tmp_path, "hidden.py", """\
+        import importlib
+        import notebooks.solutions.solutions as worked
+        answers = importlib.import_module("sol" + "utions")
+    """)
+    flags = grade.grade_file(path, [registry.get("im2col")], timeout=5.0)["flags"]
+    assert "imports the worked answers `notebooks.solutions.solutions` (line 2)" in flags
+    assert "imports a module by name at run time, import_module() (line 3)" in flags
 
 
 def test_a_chapter_notebook_runs_its_definitions_only(tmp_path):
@@ -232,6 +304,14 @@ def test_a_chapter_notebook_is_graded_on_its_own_chapter_unless_told(tmp_path):
     table = grade.render_table(report)
     assert f"{path} (chapter 3): 0 / {nb_report['max_points']} points" in table
     assert f"{py}: {TOTAL_POINTS} / {TOTAL_POINTS} points" in table
+    assert nb_report["attempted"] == len(chapter3) and nb_report["passed"] == 0  # the stubs
+    assert report["totals"] == {"files": 2, "points": TOTAL_POINTS,
+                                "max_points": nb_report["max_points"] + TOTAL_POINTS,
+                                "passed": len(registry.EXERCISES),
+                                "exercises": len(chapter3) + len(registry.EXERCISES)}
+    assert (f"2 files: {TOTAL_POINTS} / {nb_report['max_points'] + TOTAL_POINTS} points, "
+            f"{len(registry.EXERCISES)} of {len(chapter3) + len(registry.EXERCISES)} "
+            f"exercises passed") in table
     told = grade.grade([path], chapter=1, timeout=30.0)["files"][0]   # --chapter wins
     assert told["chapters"] == [1] and told["attempted"] == 0
 
@@ -258,6 +338,33 @@ def test_an_answer_that_calls_an_unfinished_one_names_it(tmp_path):
     assert r["conv2d_forward"]["hint"] == "finish my_im2col first"
 
 
+def test_a_notebook_keeps_its_constants_and_lambdas_but_not_its_demonstrations(tmp_path):
+    """Of a notebook, names bound to a constant or a lambda are kept (an answer may use
+    them); a demonstration's statements are not run, an attribute set on a demonstration's
+    object included."""
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("TWO = 2\ndouble = lambda v: TWO * v"),
+        nbformat.v4.new_code_cell("net = make_a_demonstration_network()\nnet.fused = False"),
+        nbformat.v4.new_code_cell("def my_conv_output_size(size, kernel_size, stride, padding):\n"
+                                  "    return (size + double(padding) - kernel_size) // stride + 1"),
+    ])
+    path = tmp_path / "answers.ipynb"
+    nbformat.write(nb, path)
+    f = grade.grade_file(path, [registry.get("conv_output_size")], timeout=5.0)
+    assert f["import_error"] is None and f["passed"] == 1, f
+
+
+def test_a_file_may_import_a_module_of_its_own_folder(tmp_path):
+    """As ``python FILE`` would: the file's folder comes first on the import path."""
+    write(tmp_path, "helpers.py", """\
+        def out_size(size, kernel_size, stride, padding):
+            return (size + 2 * padding - kernel_size) // stride + 1
+    """)
+    path = write(tmp_path, "student.py", "from helpers import out_size as conv_output_size\n")
+    f = grade.grade_file(path, [registry.get("conv_output_size")], timeout=5.0)
+    assert f["import_error"] is None and f["passed"] == 1, f
+
+
 def test_a_notebook_cell_that_does_not_parse_is_named(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("# answers"),
@@ -281,10 +388,25 @@ def test_a_folder_is_every_py_and_ipynb_in_it_and_list_shows_every_exercise(tmp_
     assert main(["list"]) == 0
     listing = capsys.readouterr().out
     assert all(e.signature in listing for e in registry.EXERCISES)
+    assert listing.splitlines()[-1] == (f"{len(registry.EXERCISES)} exercises, "
+                                        f"{TOTAL_POINTS} points")
     assert main(["list", "--format", "json", "--chapter", "8"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [row["name"] for row in rows] == [e.name for e in registry.EXERCISES if e.chapter == 8]
     assert all({"signature", "difficulty", "points"} <= set(row) for row in rows)
+
+
+def test_an_exercise_is_found_by_its_function_and_its_checker_is_named_after_it(monkeypatch):
+    """registry.get names what it cannot find; a checker must be called check_<name> (the
+    report names the checker a crash happened in)."""
+    assert registry.get("im2col").checker.__name__ == "check_im2col"
+    with pytest.raises(KeyError, match="no_such_exercise"):
+        registry.get("no_such_exercise")
+    monkeypatch.setattr(registry, "EXERCISES", list(registry.EXERCISES))
+    with pytest.raises(ValueError, match="must be called check_double"):
+        @registry.exercise("99.1", "double(v) -> int", difficulty=1, points=1)
+        def check_twice(fn):
+            return []
 
 
 @pytest.mark.parametrize("argv, words", [
