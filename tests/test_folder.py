@@ -31,6 +31,56 @@ def test_one_level_folder_is_split_per_class_seeded_and_recorded(tmp_path):
     assert abs(train_set.x.mean()) < 1e-4 and abs(train_set.x.std() - 1) < 1e-3
 
 
+def test_each_class_draws_its_own_test_images():
+    """Each class's test images come from its own draw of the seeded generator. Three
+    classes of 40 files, half of them for testing: two independent draws choose the same
+    20 positions with probability 1 / C(40, 20) < 1e-11, so for any seed the classes' test
+    positions differ, while a split that reuses one permutation for every class gives every
+    class of the same size the same positions. (Paths only: splitting reads no file.)"""
+    from math import comb
+    from pathlib import Path
+    n = 40
+    assert comb(n, n // 2) > 1e11
+    found = {c: [Path(c) / f"{i}.png" for i in range(n)] for c in ("a", "b", "c")}
+    for seed in range(3):
+        train_part, test_part = D.split_files(found, test_fraction=0.5, seed=seed)
+        chosen = [frozenset(found[c].index(p) for p in test_part[c]) for c in found]
+        assert [len(s) for s in chosen] == [n // 2] * 3                      # stratified
+        assert len(set(chosen)) == 3, f"seed {seed}: classes share their test positions"
+        for c, files in found.items():               # disjoint, each in the folder's order
+            assert set(train_part[c]).isdisjoint(test_part[c])
+            for part in (train_part[c], test_part[c]):
+                assert part == sorted(part, key=files.index)
+
+
+@pytest.mark.parametrize("test_fraction", [0.05, 0.95])
+def test_every_class_keeps_a_training_and_a_test_image(test_fraction):
+    """However small or large ``test_fraction``, each class of 2 or more images keeps at
+    least one image in each part (the split is stratified), and every file is in exactly
+    one part; 0 and 1 are refused."""
+    from pathlib import Path
+    found = {c: [Path(c) / f"{i}.png" for i in range(n)] for c, n in (("a", 2), ("b", 3),
+                                                                       ("c", 11))}
+    train_part, test_part = D.split_files(found, test_fraction, seed=0)
+    for c, files in found.items():
+        assert train_part[c] and test_part[c], c
+        assert sorted(train_part[c] + test_part[c]) == sorted(files)
+    for bad in (0, 1):
+        with pytest.raises(ValueError, match="test_fraction"):
+            D.split_files(found, bad)
+
+
+def test_labels_index_the_sorted_class_names(tmp_path):
+    """Each image's label is the position of its class folder's name in ``classes`` (the
+    names sorted: here not the order of their lengths, nor of the bars drawn)."""
+    names = ("zebu", "aardvark", "bee")
+    root = make_image_folder(tmp_path / "img", classes=names, per_class=3)
+    for which, part in zip(("train", "test"), D.image_folder(root, 8, test_fraction=0.4)):
+        assert part.classes == tuple(sorted(names))
+        folders = [p.split("/")[0] for p in part.info["split"][which]]
+        assert [part.classes[k] for k in part.y] == folders
+
+
 def test_train_and_test_folders_and_mixed_sizes(tmp_path):
     make_image_folder(tmp_path / "img" / "train", per_class=4, size=(12, 10))
     make_image_folder(tmp_path / "img" / "test", per_class=2, size=(30, 17), ext="jpg")
@@ -45,6 +95,11 @@ def test_input_channels_are_inferred_or_forced(tmp_path):
     root = make_image_folder(tmp_path / "img", per_class=3)
     assert D.image_folder(root, resolution=8, test_fraction=0.4).train.x.shape[1] == 1
     assert D.image_folder(root, resolution=8, test_fraction=0.4, in_channels=3).train.x.shape[1] == 3
+    from PIL import Image
+    for path in (root / "bar1").iterdir():                  # gray with an alpha channel: gray
+        with Image.open(path) as im:
+            im.convert("LA").save(path)
+    assert D.image_folder(root, resolution=8, test_fraction=0.4).train.x.shape[1] == 1
     draw_image(0, 7, mode="RGB").save(root / "bar0" / "colour.png")             # one RGB file
     train_set, _ = D.image_folder(root, resolution=8, test_fraction=0.4)
     assert train_set.x.shape[1] == 3
@@ -77,6 +132,7 @@ def test_the_transform_of_a_file_is_its_row_in_the_data_set(tmp_path):
     ("one image", "class 'bar2' has 1 image"),
     ("train without test", "has train/ but no test/"),
     ("different classes", "missing bar2"),
+    ("renamed class", "missing bar2; not in train: bar3"),
 ])
 def test_a_bad_folder_is_one_error_naming_it(tmp_path, damage, message):
     root = tmp_path / "img"
@@ -86,10 +142,12 @@ def test_a_bad_folder_is_one_error_naming_it(tmp_path, damage, message):
         root.mkdir()
     elif damage == "one class":
         make_image_folder(root, classes=("bar0",))
-    elif damage in ("train without test", "different classes"):
+    elif damage in ("train without test", "different classes", "renamed class"):
         make_image_folder(root / "train")
         if damage == "different classes":
             make_image_folder(root / "test", classes=("bar0", "bar1"))
+        elif damage == "renamed class":                      # as many classes, other names
+            make_image_folder(root / "test", classes=("bar0", "bar1", "bar3"))
     else:
         make_image_folder(root)
         if damage == "empty class":
@@ -110,6 +168,24 @@ def test_a_bad_folder_is_one_error_naming_it(tmp_path, damage, message):
     with pytest.raises((D.FolderError, D.ImageError), match=message.replace("(", r"\(")
                        .replace(")", r"\)")):
         D.image_folder(root, resolution=8)
+
+
+def test_class_folders_may_nest_and_name_images_in_any_case(tmp_path):
+    """An image in a subfolder of a class folder belongs to that class; extensions match
+    in any case (.JPEG, .Png); a hidden folder inside a class is skipped."""
+    root = make_image_folder(tmp_path / "img", per_class=1)
+    (root / "bar0" / "more").mkdir()
+    draw_image(0, 50).save(root / "bar0" / "more" / "deep.png")
+    draw_image(1, 51).save(root / "bar1" / "UPPER.JPEG", format="JPEG")
+    draw_image(1, 52).save(root / "bar1" / "mixed.Png", format="PNG")
+    draw_image(2, 53).save(root / "bar2" / "photo.jpeg", format="JPEG")
+    (root / "bar2" / ".thumbnails").mkdir()
+    draw_image(2, 54).save(root / "bar2" / ".thumbnails" / "small.png")
+    found = {c: [p.relative_to(root / c).as_posix() for p in files]
+             for c, files in D.find_images(root).items()}
+    assert found == {"bar0": ["0.png", "more/deep.png"], "bar1": ["0.png", "UPPER.JPEG",
+                                                                    "mixed.Png"],
+                     "bar2": ["0.png", "photo.jpeg"]}
 
 
 def test_hidden_files_are_ignored(tmp_path):

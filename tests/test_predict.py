@@ -1,6 +1,7 @@
 """python -m tinymobilenet.predict and python -m tinymobilenet.evaluate on trained checkpoints."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -37,10 +38,14 @@ def test_predict_files_gives_the_models_own_probabilities(folder_run):
     for r, row in zip(results, p):
         assert [t["index"] for t in r["top"]] == list(np.argsort(-row)[:2])
         assert [t["class"] for t in r["top"]] == [classes[t["index"]] for t in r["top"]]
+        # each class with its own probability, most probable first
+        assert [t["probability"] for t in r["top"]] == [row[t["index"]] for t in r["top"]]
         assert r["top"][0]["probability"] == row.max() >= r["top"][1]["probability"]
     np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-12)
     all_classes = predict.predict_files(model, paths[:1], transform, classes, topk=10)
     assert len(all_classes[0]["top"]) == 3                        # capped at the classes
+    with pytest.raises(ValueError, match="3 classes, 2 class names"):
+        predict.predict_files(model, paths[:1], transform, classes[:2])
 
 
 def test_predict_cli_table_and_json(folder_run, capsys):
@@ -54,6 +59,13 @@ def test_predict_cli_table_and_json(folder_run, capsys):
     assert predict.main(args) == 0
     table = capsys.readouterr().out
     assert images[1] in table and f"1. {d[1]['top'][0]['class']}" in table
+    # rank, class and probability in percent (two decimals), in the order of the JSON
+    rows = re.findall(r"^ +(\d+)\. (\S+) +([\d.]+) %$", table, re.M)
+    want = [(rank, t["class"], 100 * t["probability"]) for r in d
+            for rank, t in enumerate(r["top"], 1)]
+    assert [(int(k), c) for k, c, _ in rows] == [(k, c) for k, c, _ in want]
+    np.testing.assert_allclose([float(v) for _, _, v in rows], [v for _, _, v in want],
+                               atol=0.005)
 
 
 def test_a_digits_checkpoint_predicts_digit_images(tmp_path):
@@ -105,6 +117,26 @@ def test_predict_cli_bad_input_is_one_line(folder_run, tmp_path, case, message, 
     assert e.value.code == 2 and err.count("\n") == 1 and message in err, err
 
 
+@pytest.mark.parametrize("key", ["classes", "transform"])
+def test_predict_a_checkpoint_without_class_names_or_preprocessing_is_one_line(
+        folder_run, tmp_path, capsys, key):
+    """A checkpoint of an older trainer may lack the class names or the transform: one line
+    naming the file, not a KeyError."""
+    root, out, _ = folder_run
+    with np.load(out / "checkpoint.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["config"][key]
+    arrays["meta"] = np.array(json.dumps(meta))
+    path = tmp_path / "older.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(SystemExit) as e:
+        predict.main([str(root / "bar0" / "0.png"), "--checkpoint", str(path)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1, err
+    assert f"{path}: no class names or preprocessing saved" in err, err
+
+
 def test_predict_cli_runs_without_a_traceback(folder_run):
     root, out, _ = folder_run
     r = subprocess.run([sys.executable, "-m", "tinymobilenet.predict", str(root / "bar1" / "1.png"),
@@ -151,6 +183,21 @@ def test_predict_model_with_a_weights_file_folds_bn_and_preprocesses_like_the_we
     p = np.zeros(1000)
     p[[t["index"] for t in got]] = [t["probability"] for t in got]
     np.testing.assert_allclose(p, expected, rtol=1e-3, atol=1e-7)
+
+
+def test_predict_model_a_weights_file_gets_its_models_published_preprocessing(tmp_path):
+    """--weights FILE for a model with published weights: that model's DEFAULT
+    preprocessing (MobileNetV2's resizes to 232, not the generic 256), batch norm folded."""
+    from tinymobilenet import models
+    from tinymobilenet.data import imagenet_transform, transform_for_weights
+    file = models.save_weights(models.mobilenet_v2(), tmp_path / "v2.npz")
+    model, transform, _ = predict.load_pretrained_source("mobilenet_v2", file)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())      # folded
+    photo = _photo(tmp_path)
+    x = transform(photo)
+    np.testing.assert_array_equal(x, transform_for_weights(
+        models.weights_info("mobilenet_v2"))(photo))
+    assert not np.array_equal(x, imagenet_transform()(photo))
 
 
 @pytest.mark.slow
@@ -230,6 +277,7 @@ def test_evaluate_the_checkpoints_own_test_split(folder_run, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     # the same test images through the same computation as at the end of training
     assert report["accuracy"] == metrics["test_accuracy"] and report["images"] == 6
+    assert report["loss"] == pytest.approx(metrics["test_loss"], rel=1e-6)
     m = np.array(report["confusion_matrix"])
     assert m.shape == (3, 3) and m.sum() == 6 and np.trace(m) / 6 == report["accuracy"]
     assert report["per_class_accuracy"] == list(np.diag(m) / m.sum(axis=1))
@@ -250,11 +298,55 @@ def test_evaluate_another_folder_of_the_same_classes(folder_run, tmp_path, capsy
     report = json.loads(capsys.readouterr().out)
     assert report["images"] == 6 and report["per_class_images"] == [3, 0, 3]
     assert report["per_class_accuracy"][1] is None                # no images of bar1
+    # a folder holding train/ and test/: its test part
+    split = tmp_path / "split"
+    make_image_folder(split / "train", classes=("bar0", "bar1"), per_class=3, seed=6)
+    make_image_folder(split / "test", classes=("bar0", "bar1"), per_class=2, seed=7)
+    # the images of one class only ("classes it lacks are fine")
+    one = make_image_folder(tmp_path / "one", classes=("bar2",), per_class=2, seed=8)
+    for data, per_class, shown in [(split, [2, 2, 0], split / "test"), (one, [0, 0, 2], one)]:
+        assert evaluate.main(["--checkpoint", str(out / "checkpoint.npz"), "--data",
+                              str(data), "--format", "json", "--out",
+                              str(tmp_path / "cm.png")]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["per_class_images"] == per_class
+        assert report["data"] == f"{shown} ({sum(per_class)} images)"
     make_image_folder(tmp_path / "more", classes=("cat",), per_class=1)
     with pytest.raises(SystemExit) as e:
         evaluate.main(["--checkpoint", str(out / "checkpoint.npz"), "--data", str(other)])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "cat: a class the checkpoint does not know" in err
+
+
+def test_evaluate_refuses_a_folder_that_changed_since_training(folder_run, tmp_path, capsys):
+    """The checkpoint's own test split is only trusted while the folder holds the images it
+    was split from: one more image (the split would move) is one line, naming the folder."""
+    import shutil
+    root, out, _ = folder_run
+    shutil.copytree(root, tmp_path / "img")                   # the checkpoint's ../img
+    (tmp_path / "run").mkdir()
+    shutil.copy(out / "checkpoint.npz", tmp_path / "run")
+    draw_image(0, 99).save(tmp_path / "img" / "bar0" / "new.png")
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(["--checkpoint", str(tmp_path / "run" / "checkpoint.npz")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1, err
+    assert "the images differ from those the checkpoint was trained and split on" in err, err
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_evaluate_data_that_is_not_a_folder_is_one_line(folder_run, tmp_path, capsys, kind):
+    """--data that is missing or a file: one line naming the option and the path, before
+    any work."""
+    _, out, _ = folder_run
+    data = tmp_path / "data"
+    if kind == "file":
+        data.write_text("not a folder")
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(["--checkpoint", str(out / "checkpoint.npz"), "--data", str(data)])
+    err = capsys.readouterr().err
+    want = "no such folder" if kind == "missing" else "not a folder"
+    assert e.value.code == 2 and err.count("\n") == 1 and f"--data: {data}: {want}" in err, err
 
 
 def test_evaluate_digits_checkpoint_default_data(tmp_path, capsys):
@@ -277,6 +369,9 @@ def test_confusion_matrix_and_per_class_accuracy():
     acc = evaluate.per_class_accuracy(m)
     np.testing.assert_allclose(acc[:3], [0.5, 1.0, 2 / 3])
     assert np.isnan(acc[3])                                   # no images of class 3
+    for y_true, y_pred in [([0, 4], [0, 1]), ([0, 1], [-1, 1])]:   # labels of 4 classes: 0..3
+        with pytest.raises(ValueError, match="outside 0..3"):
+            evaluate.confusion_matrix(y_true, y_pred, 4)
 
 
 def test_image_transform_round_trips_through_a_dict():

@@ -82,8 +82,9 @@ def test_constant_image_gives_the_normalised_colour():
 
 def test_center_crop_offsets_follow_torchvision_rounding():
     """No resize needed (the shorter side is already 256): the crop starts at
-    int(round((H - 224) / 2)), Python's round, so an odd 77-pixel margin splits 38 + 39."""
-    for W, H in [(300, 256), (301, 256), (256, 333)]:
+    int(round((H - 224) / 2)), Python's round, so an odd 77-pixel margin splits 38 + 39
+    and a 75-pixel one 38 + 37 (half to even: not the floor)."""
+    for W, H in [(300, 256), (301, 256), (299, 256), (256, 333)]:
         x = data.imagenet_transform(256, 224, mean=(0, 0, 0), std=(1, 1, 1))(position_image(W, H))
         top, left = int(round((H - 224) / 2.0)), int(round((W - 224) / 2.0))
         assert (round(float(x[1, 0, 0]) * 255), round(float(x[0, 0, 0]) * 255)) == (top, left)
@@ -107,6 +108,12 @@ def test_crop_smaller_than_image_is_zero_padded_like_torchvision():
     a = np.asarray(im)[..., 0]
     # rows: 3 missing -> 1 above, 2 below; columns: 2 missing -> 1 each side
     assert a.shape == (8, 8) and (a[1:6, 1:7] == 9).all() and a.sum() == 9 * 30
+    # only the height too small: padded the same way, the width cropped as usual
+    pos = position_image(10, 5)
+    a = np.asarray(center_crop(Image.fromarray(pos), 8))
+    left = int(round((10 - 8) / 2.0))
+    np.testing.assert_array_equal(a[1:6], pos[:, left:left + 8])
+    assert not a[0].any() and not a[6:].any()
 
 
 def test_lite_crop_box_is_tensorflows():
@@ -123,6 +130,24 @@ def test_lite_crop_box_is_tensorflows():
     x = data.lite_transform(224)(position_image(300, 256))       # side 224, offsets 38, 16
     assert t.crop_box(300, 256) == (38, 16, 224)
     assert round(float(x[0, 0, 0]) * 128 + 127) == 38 and round(float(x[1, 0, 0]) * 128 + 127) == 16
+
+
+def test_default_recipes_are_the_documented_pipelines():
+    """imagenet_transform() is torchvision's classic recipe (shorter side to 256 bilinear,
+    central 224, ImageNet statistics), and lite_transform(S) crops crop_box and resizes
+    the square bicubic before (x - 127) / 128: the same steps spelled out with Pillow."""
+    img = smooth_photo()                                              # 333 x 250
+    default = data.imagenet_transform()(img)
+    np.testing.assert_array_equal(default, data.imagenet_transform(
+        256, 224, "bilinear", [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])(img))
+    np.testing.assert_array_equal(default, data.ImageNetTransform()(img))     # the class too
+    assert not np.array_equal(default, data.imagenet_transform(interpolation="bicubic")(img))
+    t = data.lite_transform(64)
+    left, top, side = t.crop_box(333, 250)
+    square = Image.fromarray(img).crop((left, top, left + side, top + side))
+    pixels = np.asarray(square.resize((64, 64), Image.Resampling.BICUBIC), np.float32)
+    np.testing.assert_allclose(t(img), (pixels.transpose(2, 0, 1) - 127) / 128, rtol=0,
+                               atol=1e-6)
 
 
 @pytest.mark.parametrize("ext", ["png", "jpg"])
@@ -148,6 +173,7 @@ def test_weights_entries_and_errors():
     assert "interpolation='bicubic'" in repr(t) and "0.485" in repr(t)
     lite = data.transform_for_weights({"recipe": "lite", "crop": 224})
     assert isinstance(lite, data.LiteTransform) and lite.size == 224
+    assert data.transform_for_weights({"recipe": "lite", "crop": 280}).size == 280
     with pytest.raises(KeyError, match="'interpolation'"):
         data.transform_for_weights({"resize": 256, "crop": 224, "mean": [0] * 3, "std": [1] * 3})
     with pytest.raises(ValueError, match="interpolation must be one of"):
@@ -156,6 +182,14 @@ def test_weights_entries_and_errors():
         data.imagenet_transform(crop=0)
     with pytest.raises(ValueError, match="uint8"):
         data.imagenet_transform()(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match="uint8"):          # RGBA: its alpha would be lost
+        data.imagenet_transform()(np.zeros((8, 8, 4), np.uint8))
+    # one error naming mean and std for each bad one (not a failed reshape, not NaN out)
+    three = (0.5, 0.5, 0.5)
+    for mean, std in [(three, (0.2, 0.0, 0.2)), ((0.5,), three), (0.5, three),
+                      (three, (0.2, 0.2)), ((0.5, float("nan"), 0.5), three)]:
+        with pytest.raises(ValueError, match="mean and std must be 3 numbers"):
+            data.imagenet_transform(mean=mean, std=std)
     with pytest.raises(TypeError, match="image file path"):
         data.lite_transform()(42)
 

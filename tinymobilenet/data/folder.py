@@ -161,11 +161,13 @@ def _subfolders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def find_images(folder) -> dict[str, list[Path]]:
+def find_images(folder, min_classes: int = 2) -> dict[str, list[Path]]:
     """``{class name: [image paths]}`` of a folder with one subfolder per class (sorted by
     name, files sorted, subfolders of a class included). Raises FolderError for a missing
-    folder, no class folders, a single class, a class without images, an image file beside
-    the class folders, or a file that is not an image inside a class folder."""
+    folder, no class folders, fewer than ``min_classes`` classes (a classifier is trained on
+    two or more; images to evaluate on may be of one class), a class without images, an
+    image file beside the class folders, or a file that is not an image inside a class
+    folder."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FolderError(f"{folder}: no such folder" if not folder.exists()
@@ -178,7 +180,7 @@ def find_images(folder) -> dict[str, list[Path]]:
     if not classes:
         raise FolderError(f"{folder}: no class folders; expected one subfolder per class, "
                           f"e.g. {folder}/cat/1.png and {folder}/dog/1.png")
-    if len(classes) == 1:
+    if len(classes) < min_classes:
         raise FolderError(f"{folder}: only one class folder ({classes[0].name}); a classifier "
                           f"needs at least two")
     found = {}

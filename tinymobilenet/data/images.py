@@ -59,10 +59,26 @@ def _to_8bit(im, fmt, path):
     return im
 
 
+def _convert(im, mode: str):
+    """A PIL image in ``mode``; in "RGB" or "L" its transparent pixels (alpha, or a
+    palette's transparent entry) lie on white, as a viewer shows them, so that a file gives
+    the same picture in either mode."""
+    from PIL import Image
+    if im.mode == mode:
+        return im
+    if im.mode in ("RGBA", "LA", "P", "PA") and mode in ("RGB", "L"):
+        rgba = im.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, (255, 255, 255))
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat if mode == "RGB" else flat.convert("L")
+    return im.convert(mode)
+
+
 def open_image(path, mode: str | None = "RGB"):
     """A fully decoded ``PIL.Image`` of ``path`` in ``mode`` ("RGB", "L", or None to keep
     the file's own mode), turned upright by its EXIF orientation, 8 bits per channel
-    (16-bit gray scaled to "L", see the module docstring)."""
+    (16-bit gray scaled to "L", see the module docstring), in "RGB" and "L" transparent
+    pixels on white."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     from ..files import input_problem
@@ -75,14 +91,8 @@ def open_image(path, mode: str | None = "RGB"):
         with Image.open(path) as im:
             im.load()                  # decode now: a truncated file fails here, not later
             im = _to_8bit(ImageOps.exif_transpose(im), im.format, path)
-            if mode is not None and im.mode != mode:
-                if im.mode in ("RGBA", "LA", "P", "PA") and mode == "RGB":
-                    # transparent pixels onto white, as a viewer shows them
-                    rgba = im.convert("RGBA")
-                    im = Image.new("RGB", rgba.size, (255, 255, 255))
-                    im.paste(rgba, mask=rgba.getchannel("A"))
-                else:
-                    im = im.convert(mode)
+            if mode is not None:
+                im = _convert(im, mode)
             return im.copy()
     except ImageError:
         raise

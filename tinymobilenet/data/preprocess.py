@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import _to_8bit, open_image
+from .images import _convert, _to_8bit, open_image
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "IMAGENET_CLASSES", "INTERPOLATIONS",
            "ImageNetTransform", "LiteTransform", "imagenet_transform", "lite_transform",
@@ -73,8 +73,9 @@ def _to_pil(image):
     if isinstance(image, Image.Image):
         if image.mode == "RGB":
             return image
-        # 16-bit gray scaled to 8 bits, not clipped; pixels of unknown range refused
-        return _to_8bit(image, image.format, "the PIL image").convert("RGB")
+        # 16-bit gray scaled to 8 bits, not clipped; pixels of unknown range refused;
+        # transparency on white, as for a file
+        return _convert(_to_8bit(image, image.format, "the PIL image"), "RGB")
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and
                                                                  image.shape[2] == 3)):
@@ -151,11 +152,15 @@ class ImageNetTransform(_Transform):
         self.resize, self.crop = _check_size("resize", resize), _check_size("crop", crop)
         _resample(interpolation)                       # refuse a bad name now
         self.interpolation = interpolation
-        self._given = (tuple(float(v) for v in mean), tuple(float(v) for v in std))
-        self.mean = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
-        self.std = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
-        if self.mean.size != 3 or self.std.size != 3 or not (self.std > 0).all():
-            raise ValueError(f"mean and std must be 3 numbers (RGB), std > 0; got {mean}, {std}")
+        m, s = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+        # checked before any reshape, which would fail with a message that names neither
+        if m.size != 3 or s.size != 3 or not (np.isfinite(m).all() and np.isfinite(s).all()
+                                              and (s > 0).all()):
+            raise ValueError(f"mean and std must be 3 numbers (RGB), finite, std > 0; got "
+                             f"{mean}, {std}")
+        self._given = (tuple(m.ravel().tolist()), tuple(s.ravel().tolist()))
+        self.mean = m.astype(np.float32).reshape(3, 1, 1)
+        self.std = s.astype(np.float32).reshape(3, 1, 1)
         self.size = self.crop
 
     def __repr__(self):
