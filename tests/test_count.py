@@ -24,6 +24,7 @@ says so and checks what the paper's number can be explained by:
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
@@ -37,7 +38,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinymobilenet import count, models, nn
+from tinymobilenet import cli, count, models, nn
 from tinymobilenet.models import mobilenet_v1
 from tinymobilenet.models.mobilenet_v1 import V1_BLOCKS
 
@@ -231,6 +232,9 @@ def test_parameters_of_modules_forward_never_calls_are_still_counted():
     s = count.summary(Net(), (1, 3, 8, 8))
     assert s.total_params == 3 * 4 * 9 + 4 + 5 * 6 + 6
     assert s.rows[-1].name == "(not called by forward)"
+    # they hold no counted layer's weights or biases: the split puts them apart
+    assert s.param_split() == {"weights": 3 * 4 * 9, "biases": 4, "batch norm": 0,
+                               "other": 5 * 6 + 6}
 
 
 def test_summary_leaves_the_model_as_it_was():
@@ -270,9 +274,13 @@ def test_separable_mac_ratio_is_exactly_the_formula(alpha):
 
 def test_separable_pairs_in_inverted_residuals_skip_the_squeeze_excitation():
     block = nn.InvertedResidual(8, 12, 2, 6.0, kernel_size=5, se_channels=4, layout="v3")
-    (b,) = count.summary(block, (1, 8, 10, 10)).separable_blocks()
+    s = count.summary(block, (1, 8, 10, 10))
+    (b,) = s.separable_blocks()
     assert (b.in_channels, b.out_channels, b.kernel_size) == (48, 12, 5)
     assert b.ratio == Fraction(1, 12) + Fraction(1, 25)
+    # the baseline replaces the pair with one full 5x5 conv 48 -> 12 on the 5x5 output
+    kinds = {k: (n, m, w) for k, n, m, w in count.standard_baseline(s).by_kind()}
+    assert kinds["conv 5x5"] == (1, 48 * 25 * 12 * 5 * 5, 48 * 25 * 12)
 
 
 # ---------------------------------------------------------------------------------------
@@ -336,6 +344,19 @@ def test_v1_table4_conv_mobilenet():
     # every depthwise separable block became one full 3x3 conv
     assert sum(n for k, n, _, _ in base.by_kind() if k == "conv 3x3") == 1 + len(V1_BLOCKS)
     assert not any(k.startswith(("depthwise", "pointwise")) for k, *_ in base.by_kind())
+
+
+def test_baseline_drops_only_the_depthwise_convs_per_element_work():
+    """With BatchNorm folded every conv adds a bias: the full convolutions keep the bias
+    adds and activations of the 1x1 convs they replace and lose those of the depthwise
+    convs, C_in * H_out * W_out each."""
+    s = count.summary(mobilenet_v1(alpha=0.25), (1, 3, 64, 64), fold_bn=True)
+    base = count.standard_baseline(s)
+    dropped = sum(b.in_channels * b.output_shape[2] * b.output_shape[3]
+                  for b in s.separable_blocks())
+    ops, base_ops = dict(s.other_by_kind()), dict(base.other_by_kind())
+    assert base_ops == {k: v - dropped if k in ("bias add", "activation") else v
+                        for k, v in ops.items()}
 
 
 # ---------------------------------------------------------------------------------------
@@ -456,6 +477,7 @@ def run_cli(capsys, *argv):
     (["--rho", "0"], "--rho must be > 0"),
     (["--resolution", "192", "--rho", "0.5"], "not allowed with"),
     (["--num-classes", "0"], "--num-classes must be in"),
+    (["--in-channels", "0"], "--in-channels must be in"),
     (["--alpha", "1e6"], "--alpha must be in"),
     (["--resolution", "100000"], "--resolution must be in"),
     (["--format", "xml"], "--format"),
@@ -469,13 +491,31 @@ def test_cli_bad_arguments_print_one_line_and_exit_2(capsys, argv, message):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv,kwargs,input_size", [
+    (["--alpha", "4", "--num-classes", "10", "--resolution", "32"],
+     dict(width_mult=4.0, num_classes=10), [1, 3, 32, 32]),
+    (["--resolution", "2048", "--num-classes", "1"], dict(num_classes=1), [1, 3, 2048, 2048]),
+    (["--in-channels", "1", "--resolution", "32"], dict(in_channels=1), [1, 1, 32, 32]),
+])
+def test_cli_accepts_the_bounds_it_states(capsys, argv, kwargs, input_size):
+    """The largest alpha and resolution and the smallest class and channel counts the help
+    states are allowed and counted; the title names only the width multiplier."""
+    code, out, _ = run_cli(capsys, "--model", "mobilenet_v3_small", *argv, "--format", "json")
+    d = json.loads(out)
+    assert code == 0 and d["input_size"] == input_size
+    assert d["total_params"] == models.mobilenet_v3_small(**kwargs).num_parameters()
+    width = [f"width_mult={v:g}" for k, v in kwargs.items() if k == "width_mult"]
+    assert d["title"] == "mobilenet_v3_small" + "".join(f" ({w})" for w in width)
+
+
 def test_cli_json(capsys):
     code, out, _ = run_cli(capsys, "--alpha", "0.25", "--rho", "0.5714", "--format", "json")
     d = json.loads(out)
     assert code == 0 and d["input_size"] == [1, 3, 128, 128]
     model = mobilenet_v1(alpha=0.25)
     assert d["total_params"] == model.num_parameters()
-    assert d["total_macs"] == sum(layer["macs"] for layer in d["layers"])
+    for total in ("params", "buffers", "macs", "other_ops"):
+        assert d[f"total_{total}"] == sum(layer[total] for layer in d["layers"])
     assert d["total_flops"] == 2 * d["total_macs"]
     assert {"name", "type", "output_shape", "params", "macs", "other_ops"} <= set(d["layers"][0])
 
@@ -498,6 +538,43 @@ def test_cli_per_layer_markdown_csv(capsys):
     rows = list(csv.DictReader(io.StringIO(text)))
     assert sum(int(r["macs"]) for r in rows) == count.summary(
         mobilenet_v1(alpha=0.25), (1, 3, 32, 32)).total_macs
+
+
+def write_checkpoint(path, **config):
+    """A checkpoint of an untrained MobileNetV1 (alpha 0.25, 10 classes, grayscale) whose
+    config holds ``config``, as the trainer's save_checkpoint writes it."""
+    from tinymobilenet.optim import SGD
+    from tinymobilenet.train import save_checkpoint
+    model = mobilenet_v1(alpha=0.25, num_classes=10, in_channels=1)
+    return save_checkpoint(path, model, SGD(model.parameters(), lr=0.1), 1, [], config)
+
+
+def test_cli_checkpoint_gives_the_model_and_its_input(tmp_path, capsys):
+    """--checkpoint counts the model its config names, at its input size; an option that
+    would change the model is refused, and so is a config without an input size; what the
+    model refuses in the file's options is reported as the file's fault."""
+    options = {"alpha": 0.25, "num_classes": 10, "in_channels": 1}
+    good = write_checkpoint(tmp_path / "good.npz", model="mobilenet_v1",
+                            model_options=options, input_shape=[1, 8, 8])
+    _, out, _ = run_cli(capsys, "--checkpoint", str(good), "--format", "json")
+    d = json.loads(out)
+    assert d["input_size"] == [1, 1, 8, 8]
+    assert d["title"] == f"mobilenet_v1 (alpha=0.25) from {good}"
+    assert d["total_params"] == mobilenet_v1(**options).num_parameters()
+    no_shape = write_checkpoint(tmp_path / "no_shape.npz", model="mobilenet_v1",
+                                model_options=options)
+    bad = write_checkpoint(tmp_path / "bad.npz", model="mobilenet_v1",
+                           model_options=dict(options, dropout=1.5), input_shape=[1, 8, 8])
+    for argv, message in [
+            *[([str(good), option, value], f"{option} cannot change them") for option, value in
+              [("--model", "mobilenet_v1"), ("--alpha", "0.25"), ("--resolution", "8"),
+               ("--rho", "1"), ("--num-classes", "10"), ("--in-channels", "1")]],
+            ([str(no_shape)], f"{no_shape}: its config lacks 'input_shape'"),
+            ([str(bad)], f"{bad}: meta data config.model_options: mobilenet_v1: dropout")]:
+        with pytest.raises(SystemExit) as e:
+            count.main(["--checkpoint", *argv])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and message in err, err
 
 
 def test_cli_baseline_standard(capsys):
@@ -526,6 +603,162 @@ def test_cli_efficientnet_refuses_alpha_and_uses_its_own_resolution(capsys):
     assert "compound scaling" in err
     _, out, _ = run_cli(capsys, "--model", "efficientnet_b3", "--rho", "0.5", "--format", "json")
     assert json.loads(out)["input_size"] == [1, 3, 150, 150]     # B3 is meant for 300 px
+
+
+SMALL = ("--alpha", "0.25", "--resolution", "64")      # pointwise leads MACs, the FC weights
+
+
+def small_summary(**kwargs):
+    return count.summary(mobilenet_v1(alpha=0.25), (1, 3, 64, 64), **kwargs)
+
+
+def row_of(out, label):
+    """The cells after ``label`` of the one line of ``out`` that starts with it."""
+    (line,) = [line for line in out.splitlines() if line.startswith(label + " ")]
+    return line[len(label):].split()
+
+
+def test_cli_breakdown_and_headline_give_each_layer_types_share(capsys):
+    """Each layer type's row: its layers, MACs and weights and their shares of the totals;
+    the total row adds up the layers; the headline names the type with the most MACs and
+    the one with the most weights (different ones here) with their shares."""
+    _, out, _ = run_cli(capsys, *SMALL)
+    s = small_summary()
+    kinds = s.by_kind()
+    M, W = s.total_macs, s.total_weights
+    for kind, n, m, w in kinds:
+        assert row_of(out, kind) == [str(n), f"{m:,}", f"{100 * m / M:.2f}%", f"{w:,}",
+                                     f"{100 * w / W:.2f}%"]
+    assert row_of(out, "total") == [str(sum(n for _, n, _, _ in kinds)), f"{M:,}", "100.00%",
+                                    f"{W:,}", "100.00%"]
+    by_macs, by_weights = max(kinds, key=lambda k: k[2]), max(kinds, key=lambda k: k[3])
+    assert by_macs[0] != by_weights[0]
+    assert (f"{by_macs[0]} layers do {100 * by_macs[2] / M:.2f}% of the MACs, {by_weights[0]} "
+            f"layers hold {100 * by_weights[3] / W:.2f}% of the weights.") in out
+    P, classes = mobilenet_v1(alpha=0.25).num_parameters(), 1000     # biases: the FC's
+    assert (f"params (trainable): {P:,} = weights {W:,} + biases {classes:,} + BatchNorm "
+            f"gamma/beta {P - W - classes:,}\n") in out
+    other = " + ".join(f"{k} {v:,}" for k, v in s.other_by_kind())
+    assert f"other ops (not in MACs): {sum(r.other_ops for r in s.rows):,} = {other}" in out
+
+
+def test_cli_separable_table_derives_each_blocks_ratio(capsys):
+    """Every block's row: C_in->C_out and its MAC ratio written as 1/C_out + 1/K^2, its
+    params ratio (with the depthwise BatchNorm's 2/(K*K*C_out)); the all-blocks row and the
+    whole-network sentence: the summed MACs and the full convolutions' multiple."""
+    _, out, _ = run_cli(capsys, *SMALL)
+    s = small_summary()
+    blocks = s.separable_blocks()
+    for b in blocks:
+        C_in, C_out = b.in_channels, b.out_channels
+        cells = row_of(out, b.name)
+        assert cells[0] == f"{C_in}->{C_out}" and cells[1:3] == ["3", str(b.stride)]
+        ratio = 1 / C_out + 1 / 9
+        assert cells[-8:] == [f"{ratio:.4f}", "=", f"1/{C_out}", "+", "1/9", "=",
+                              f"{ratio:.4f}", f"{ratio + 2 / (9 * C_out):.4f}"]
+    macs = sum(b.macs for b in blocks)
+    full = sum(9 * b.in_channels * b.out_channels * b.output_shape[2] * b.output_shape[3]
+               for b in blocks)
+    assert row_of(out, f"all {len(blocks)} blocks")[:3] == [f"{macs:,}", f"{full:,}",
+                                                            f"{macs / full:.4f}"]
+    base = count.standard_baseline(s)
+    text = " ".join(out.split())
+    assert (f"({base.total_macs / s.total_macs:.2f}x the MACs, "
+            f"{base.total_params / s.total_params:.2f}x the params)") in text
+
+
+def test_cli_baseline_ratios_in_text_json_and_csv(capsys):
+    """--baseline standard: the full network's multiple of the MACs and params in the text,
+    its totals, ratios and breakdown in JSON, its own rows (named apart) in CSV."""
+    s = small_summary()
+    base = count.standard_baseline(s)
+    _, out, _ = run_cli(capsys, *SMALL, "--baseline", "standard")
+    assert f"MACs:   {base.total_macs / s.total_macs:.2f}x  ({base.total_macs:,} vs " in out
+    assert f"params: {base.total_params / s.total_params:.2f}x  ({base.total_params:,} vs " in out
+    _, out, _ = run_cli(capsys, *SMALL, "--baseline", "standard", "--format", "json")
+    b = json.loads(out)["baseline"]
+    assert b["mac_ratio"] == pytest.approx(base.total_macs / s.total_macs, rel=1e-12)
+    assert b["params_ratio"] == pytest.approx(base.total_params / s.total_params, rel=1e-12)
+    assert sum(k["macs"] for k in b["by_kind"]) == b["total_macs"] == base.total_macs
+    assert not any(k["kind"].startswith(("depthwise", "pointwise")) for k in b["by_kind"])
+    _, text, _ = run_cli(capsys, *SMALL, "--baseline", "standard", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    networks = list(dict.fromkeys(r["network"] for r in rows))
+    assert len(networks) == 2 and networks[1] == networks[0] + ", full convolutions"
+    for name, want in zip(networks, (s, base)):
+        assert sum(int(r["macs"]) for r in rows if r["network"] == name) == want.total_macs
+
+
+def test_cli_fold_bn_counts_the_folded_network(capsys):
+    """--fold-bn counts the network with BatchNorm folded (and says so in the title)."""
+    _, out, _ = run_cli(capsys, *SMALL, "--fold-bn", "--format", "json")
+    d = json.loads(out)
+    folded, plain = small_summary(fold_bn=True), small_summary()
+    assert (d["total_params"], d["total_buffers"]) == (folded.total_params, 0)
+    assert d["total_params"] != plain.total_params and d["total_macs"] == plain.total_macs
+    assert d["title"].endswith("BatchNorm folded")
+
+
+def test_cli_per_layer_footer_and_markdown_alignment(capsys):
+    """The per-layer table numbers each depth from 1 (torchinfo's depth-idx) and closes with
+    the totals; Markdown tables align names left and numbers right."""
+    s = small_summary()
+    _, out, _ = run_cli(capsys, *SMALL, "--per-layer")
+    assert "├─Sequential: 1-1 " in out and "│    └─Conv2dNormActivation: 2-1 " in out
+    assert f"Total mult-adds (M): {s.total_macs / 1e6:,.2f}\n" in out
+    assert f"Non-trainable params: 0  (buffers apart: {s.total_buffers:,})\n" in out
+    _, md, _ = run_cli(capsys, *SMALL, "--format", "markdown")
+    assert "| layer type | layers | MACs | share | weights | share |\n" \
+           "| :--- | ---: | ---: | ---: | ---: | ---: |\n" in md
+
+
+def test_cli_help_gives_the_defaults_of_options_not_of_flags(capsys):
+    """--help appends "(default: ...)" to an option with a default, never "False" to a flag
+    or "None" to an option without one."""
+    with pytest.raises(SystemExit) as e:
+        count.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert e.value.code == 0 and "(default: table)" in out
+    assert "default: False" not in out and "default: None" not in out
+
+
+@pytest.mark.parametrize("kind,bounds,text,accepted", [
+    (float, dict(lo=0, lo_open=True), "0", False),
+    (float, dict(lo=0, lo_open=True), "1e-9", True),
+    (float, dict(lo=0), "0", True),
+    (float, dict(lo=0), "-1e-9", False),
+    (int, dict(lo=1, hi=3), "3", True),
+    (int, dict(lo=1, hi=3), "4", False),
+    (float, dict(hi=2.5), "2.5", True),
+    (float, {}, "inf", False),
+    (float, {}, "-inf", False),
+    (float, {}, "nan", False),
+    (int, {}, "1.5", False),
+])
+def test_cli_number_checks_its_bounds_as_it_parses(kind, bounds, text, accepted):
+    """The shared option type: the bounds themselves are allowed (lo only without lo_open);
+    beyond them, infinity, NaN and a non-integer for an int are refused."""
+    parse = cli.number(kind, **bounds)
+    if accepted:
+        assert parse(text) == kind(text)
+    else:
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(text)
+
+
+def test_cli_run_ends_an_interrupt_with_130_and_a_closed_pipe_quietly(monkeypatch):
+    """Ctrl-C: one line, exit 130; a closed pipe: nothing written, a failure status (1, as
+    Python's documentation advises), stderr closed so that Python's exit stays silent."""
+    def raising(exc):
+        def main(argv):
+            raise exc
+        return main
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert cli.run(lambda argv: argv[0], [7]) == 7
+    assert cli.run(raising(KeyboardInterrupt), []) == 130
+    assert err.getvalue() == "interrupted\n"
+    assert cli.run(raising(BrokenPipeError), []) == 1 and err.closed
 
 
 @pytest.mark.slow
